@@ -1,0 +1,174 @@
+"""The one wiring point: ``create_app(settings, *, sources=None, broker=None, clock=None)``.
+
+Everything with a lifetime (engine, broker, sources, background tasks) is built in the lifespan;
+nothing is created at import. Tests build the app exactly like ``main.py`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Route, WebSocketRoute
+
+from bff.callbacks import queue_changed
+from bff.errors import ErrorPolicy
+from bff.graphql_view import BFFGraphQL
+from bff.metrics import Metrics, MetricsMiddleware
+from bff.settings import Settings
+from datasources.channels.sandbox import SandboxChannelLogin
+from datasources.clock import Clock, SystemClock
+from datasources.credit.sandbox import SandboxCreditPlatform
+from datasources.his.sandbox import SandboxHIS
+from datasources.sources import Sources
+from datasources.store.db import Database
+from datasources.store.fieldcrypt import FieldCipher
+from realtime.broker import Broker, broker_from_url
+from resolvers.deps import BookingRules, Deps
+from resolvers.identity import SessionPolicy
+from resolvers.registration import release_expired_holds
+from schema.root import build_schema
+
+log = logging.getLogger("bff")
+
+
+def master_key(settings: Settings) -> bytes:
+    """From MASTER_KEY (base64), else from data_dir/master.key, created once with mode 0600."""
+    if settings.master_key:
+        return base64.b64decode(settings.master_key)
+    path = Path(settings.data_dir) / "master.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(base64.b64encode(secrets.token_bytes(32)))
+    return base64.b64decode(path.read_bytes())
+
+
+def build_sources(settings: Settings, db: Database, clock: Clock) -> Sources:
+    his: Any
+    if settings.his.mode == "http":
+        from datasources.his.http import HttpHIS
+
+        his = HttpHIS(settings.his.url, timeout=settings.his.timeout_seconds)
+    else:
+        his = SandboxHIS(db, clock)
+    return Sources(his=his, credit=SandboxCreditPlatform(db), channels=SandboxChannelLogin(db, clock))
+
+
+def rules_of(settings: Settings) -> tuple[BookingRules, SessionPolicy]:
+    rules = BookingRules(
+        geofence_radius_m=settings.geofence_radius_m,
+        take_number_cutoff=timedelta(minutes=settings.take_number_cutoff_minutes),
+        cancel_cutoff=timedelta(minutes=settings.cancel_cutoff_minutes),
+        unpaid_hold=timedelta(minutes=settings.unpaid_hold_minutes),
+    )
+    policy = SessionPolicy(
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        absolute=timedelta(hours=settings.session_absolute_hours),
+        max_failures=settings.login_max_failures,
+        lockout=timedelta(minutes=settings.login_lockout_minutes),
+    )
+    return rules, policy
+
+
+async def _sweep_holds(deps: Deps, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await release_expired_holds(deps)
+        except Exception:
+            log.exception("releasing expired holds failed; retrying next round")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    sources: Sources | None = None,
+    broker: Broker | None = None,
+    clock: Clock | None = None,
+) -> Starlette:
+    clock = clock or SystemClock()
+    metrics = Metrics()
+    schema = build_schema([ErrorPolicy])
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        the_broker = broker or broker_from_url(settings.redis_url)
+        await the_broker.start()
+        rules, policy = rules_of(settings)
+        deps = Deps(
+            db=db, cipher=FieldCipher(master_key(settings)), sources=sources or build_sources(settings, db, clock),
+            broker=the_broker, clock=clock, rules=rules, sessions=policy,
+        )
+        state["deps"] = deps
+        app.state.deps = deps
+        graphql = BFFGraphQL(schema, deps, graphiql=settings.environment == "development")
+        state["graphql"] = graphql
+        state["callback"] = queue_changed(deps, settings.callback_secret)
+        sweeper = asyncio.create_task(_sweep_holds(deps, settings.hold_sweep_seconds), name="hold-sweeper")
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if broker is None:
+                await the_broker.close()
+            await db.dispose()
+
+    class GraphQLEndpoint:
+        """Forwards to the GraphQL view built in the lifespan (an ASGI app, not a request handler)."""
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await state["graphql"](scope, receive, send)
+
+    graphql_app = GraphQLEndpoint()
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        deps: Deps = state["deps"]
+        checks: dict[str, str] = {}
+        for name, probe in (("database", deps.db.ping), ("broker", deps.broker.ping)):
+            try:
+                await asyncio.wait_for(probe(), timeout=2.0)
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"failing: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+
+    async def callback(request: Request) -> JSONResponse:
+        response: JSONResponse = await state["callback"](request)
+        return response
+
+    async def root(request: Request) -> RedirectResponse:
+        return RedirectResponse("/graphql")
+
+    routes = [
+        Route("/", root),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics.endpoint),
+        Route("/callbacks/his/queue-changed", callback, methods=["POST"]),
+        Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql_app),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(MetricsMiddleware, metrics=metrics)])

@@ -1,0 +1,43 @@
+"""The GraphQL endpoint: HTTP (GraphiQL in development) and WebSocket subscriptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+
+from bff.auth import bearer, request_id, resolve_viewer, token_from_connection_params
+from bff.context import Context
+from bff.loaders import Loaders
+from resolvers.deps import Deps
+
+
+class BFFGraphQL(GraphQL[Context, None]):
+    def __init__(self, schema: Any, deps: Deps, *, graphiql: bool) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if graphiql else None, keep_alive=True, keep_alive_interval=15)
+        self.deps = deps
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        context = Context(
+            deps=self.deps, loaders=Loaders(self.deps), request=request, response=response,
+            request_id=request_id(request.headers.get("x-request-id")),
+        )
+        # On a WebSocket this runs once per connection; browsers cannot set headers on the upgrade,
+        # so the token usually arrives in connection_init instead (on_ws_connect).
+        context.viewer, context.auth_error = await resolve_viewer(
+            self.deps, bearer(request.headers.get("authorization"))
+        )
+        return context
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        token = token_from_connection_params(context.connection_params)
+        if token is not None:
+            viewer, error = await resolve_viewer(self.deps, token)
+            if error is not None:
+                raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": error})
+            context.viewer, context.auth_error = viewer, None
+        return {"role": context.viewer.role} if context.viewer.is_authenticated else None

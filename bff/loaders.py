@@ -1,0 +1,76 @@
+"""DataLoaders, created per request: each batches one kind of lookup into one round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import TypeVar
+
+from strawberry.dataloader import DataLoader
+
+from datasources.his import contract as c
+from datasources.clock import local_date
+from resolvers import catalog, notifications, patients
+from resolvers.deps import Deps
+
+T = TypeVar("T")
+
+
+def _by_id(items: Sequence[T], keys: Sequence[str]) -> list[T | None]:
+    index = {getattr(item, "id"): item for item in items}  # noqa: B009
+    return [index.get(k) for k in keys]
+
+
+class Loaders:
+    def __init__(self, deps: Deps) -> None:
+        his = deps.sources.his
+
+        async def doctors(keys: list[str]) -> list[c.Doctor | None]:
+            return _by_id(await his.doctors_by_ids(list(keys)), keys)
+
+        async def departments(keys: list[str]) -> list[c.Department | None]:
+            return _by_id(await his.departments_by_ids(list(keys)), keys)
+
+        async def campuses(keys: list[str]) -> list[c.Campus | None]:
+            return _by_id(await his.campuses(), keys)
+
+        async def schedules(keys: list[str]) -> list[c.Schedule | None]:
+            return _by_id(await his.schedules_by_ids(list(keys)), keys)
+
+        async def schedules_of_doctors(keys: list[tuple[str, date, date]]) -> list[list[c.Schedule]]:
+            """Keys are (doctor, from, to); one HIS call per distinct date range, usually one."""
+            today = local_date(deps.clock.now())
+            ranges: dict[tuple[date, date], list[str]] = {}
+            for doctor_id, start, end in keys:
+                ranges.setdefault((start, end), []).append(doctor_id)
+            found: dict[tuple[str, date, date], list[c.Schedule]] = {}
+            for (start, end), doctor_ids in ranges.items():
+                for s in await catalog.schedules(
+                    his, date_from=start, date_to=end, today=today, department_id=None,
+                    doctor_ids=doctor_ids, campus_id=None,
+                ):
+                    found.setdefault((s.doctor_id, start, end), []).append(s)
+            return [found.get(k, []) for k in keys]
+
+        async def queue_snapshots(keys: list[str]) -> list[c.QueueSnapshot | None]:
+            found = {s.schedule_id: s for s in await his.queue_snapshots(list(keys))}
+            return [found.get(k) for k in keys]
+
+        async def patients_of(keys: list[int]) -> list[list[patients.PatientView]]:
+            return await patients.patients_of_accounts(deps.db, deps.cipher, keys)
+
+        async def cards_of(keys: list[int]) -> list[list[patients.CardView]]:
+            return await patients.cards_of_patients(deps.db, deps.cipher, keys)
+
+        async def unread(keys: list[int]) -> list[int]:
+            return await notifications.unread_counts(deps.db, keys)
+
+        self.doctor_by_id = DataLoader(doctors)
+        self.department_by_id = DataLoader(departments)
+        self.campus_by_id = DataLoader(campuses)
+        self.schedule_by_id = DataLoader(schedules)
+        self.schedules_by_doctor = DataLoader(schedules_of_doctors)
+        self.queue_snapshot_by_schedule = DataLoader(queue_snapshots)
+        self.patients_by_account = DataLoader(patients_of)
+        self.cards_by_patient = DataLoader(cards_of)
+        self.unread_count_by_account = DataLoader(unread)

@@ -1,0 +1,12 @@
+"""All tables, the BFF's and the sandboxes', gathered for Alembic and for tests."""
+
+from __future__ import annotations
+
+from sqlmodel import SQLModel
+
+import datasources.channels.tables
+import datasources.credit.tables
+import datasources.his.tables
+import datasources.store.models  # noqa: F401
+
+metadata = SQLModel.metadata

@@ -1,0 +1,50 @@
+"""Entry point: settings → migrations (once) → demo data (once) → uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import uvicorn
+
+from bff.app import master_key
+from bff.demo import LOGINS
+from bff.demo import load as load_demo
+from bff.migrate import upgrade
+from bff.settings import Settings
+from datasources.clock import SystemClock
+from datasources.store.db import Database
+from datasources.store.fieldcrypt import FieldCipher
+
+
+async def _prepare(settings: Settings) -> bool:
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        return await load_demo(db, FieldCipher(master_key(settings)), SystemClock())
+    finally:
+        await db.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Hospital GraphQL BFF")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--no-demo", action="store_true", help="do not load demo data")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    upgrade(settings.database_url)
+    if settings.load_demo_data and not args.no_demo:
+        fresh = asyncio.run(_prepare(settings))
+        print("\nDemo data " + ("loaded." if fresh else "already present.") + " Log in at /graphql with:")
+        for login in LOGINS:
+            print(f"  {login.who:<36} mutation {{ {login.how} {{ ... on LoginSuccess {{ token }} }} }}")
+        print('Then set the header  {"Authorization": "Bearer <token>"}  in GraphiQL.\n')
+    uvicorn.run(
+        "bff.asgi:app", factory=True, host=settings.host, port=settings.port, workers=args.workers,
+        log_level="info", access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

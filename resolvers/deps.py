@@ -1,0 +1,34 @@
+"""What the use cases need from the outside world, assembled once by ``bff.app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from datasources.clock import Clock
+from datasources.sources import Sources
+from datasources.store.db import Database
+from datasources.store.fieldcrypt import FieldCipher
+from realtime.broker import Broker
+from resolvers.identity import SessionPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRules:
+    geofence_radius_m: float = 1000.0
+    take_number_cutoff: timedelta = timedelta(0)
+    cancel_cutoff: timedelta = timedelta(minutes=60)
+    unpaid_hold: timedelta = timedelta(minutes=15)
+    lock_seconds: int = 300
+    credit_timeout_s: float = 3.0
+
+
+@dataclass(slots=True)
+class Deps:
+    db: Database
+    cipher: FieldCipher
+    sources: Sources
+    broker: Broker
+    clock: Clock
+    rules: BookingRules = field(default_factory=BookingRules)
+    sessions: SessionPolicy = field(default_factory=SessionPolicy)

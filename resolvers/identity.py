@@ -1,0 +1,281 @@
+"""Who is calling: channel logins, staff passwords, sessions, roles and permissions."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from datasources.channels.contract import ChannelLogin
+from datasources.clock import Clock
+from datasources.errors import SourceRejected, SourceUnavailable
+from datasources.store import audit
+from datasources.store.db import Database
+from datasources.store.models import (
+    Account,
+    AccountRole,
+    AuthSession,
+    ChannelIdentity,
+    OperatorRole,
+    RolePermission,
+    StaffCredential,
+)
+from resolvers.errors import AccountLocked, InvalidInput, LoginFailed, NotAuthenticated, ServiceUnavailable
+
+PATIENT = "PATIENT"
+DOCTOR = "DOCTOR"
+PHARMACIST = "PHARMACIST"
+OPERATOR = "OPERATOR"
+DEVICE = "DEVICE"  # kiosks and bedside terminals: the patient proves identity per transaction
+ROLES = (PATIENT, DOCTOR, PHARMACIST, OPERATOR, DEVICE)
+STAFF_ROLES = (DOCTOR, PHARMACIST, OPERATOR)
+LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+
+_hasher = PasswordHasher()  # argon2id, 64 MiB, 3 passes: deliberately slow
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    account_id: int | None = None
+    role: str | None = None
+    display_name: str = ""
+    channel: str | None = None
+    session_id: int | None = None
+    his_staff_id: str | None = None
+    permissions: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.account_id is not None
+
+
+ANONYMOUS = Viewer()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    idle: timedelta = timedelta(minutes=120)
+    absolute: timedelta = timedelta(hours=72)
+    max_failures: int = 5
+    lockout: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    token: str
+    viewer: Viewer
+    expires_at: datetime
+    new_account: bool = False
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 10:
+        raise InvalidInput("password", "A staff password needs at least 10 characters.")
+    return _hasher.hash(password)
+
+
+async def login_with_channel(
+    db: Database, channels: ChannelLogin, clock: Clock, policy: SessionPolicy, *, channel: str, code: str
+) -> LoginResult:
+    if not code or len(code) > 128:
+        raise InvalidInput("code", "Send the login code the mini-program just received.")
+    try:
+        subject = await channels.exchange(channel, code)
+    except SourceRejected as exc:
+        raise LoginFailed("The login code is invalid or has expired; log in again from the mini-program.") from exc
+    except SourceUnavailable as exc:
+        raise ServiceUnavailable("The login service is not answering; please try again in a moment.") from exc
+    now = clock.now()
+    async with db.writing() as s:
+        identity = (
+            await s.execute(
+                select(ChannelIdentity).where(
+                    ChannelIdentity.channel == subject.channel, ChannelIdentity.subject == subject.subject
+                )
+            )
+        ).scalar_one_or_none()
+        new_account = identity is None
+        if identity is None:
+            account = Account(role=PATIENT, display_name=f"{channel.title()} user", created_at=now)
+            s.add(account)
+            await s.flush()
+            s.add(ChannelIdentity(account_id=account.id or 0, channel=channel, subject=subject.subject, created_at=now))
+        else:
+            found = await s.get(Account, identity.account_id)
+            assert found is not None
+            account = found
+        if account.disabled_at is not None:
+            raise LoginFailed("This account is disabled; contact the hospital.")
+        token, opened = _open_session(s, account, channel, now, policy)
+        await s.flush()
+    viewer = Viewer(
+        account_id=account.id, role=account.role, display_name=account.display_name, channel=channel,
+        session_id=opened.id, his_staff_id=account.his_staff_id,
+    )
+    return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at, new_account=new_account)
+
+
+def _open_session(
+    s: AsyncSession, account: Account, channel: str, now: datetime, policy: SessionPolicy
+) -> tuple[str, AuthSession]:
+    token = secrets.token_urlsafe(32)
+    row = AuthSession(
+        token_hash=token_hash(token), account_id=account.id or 0, channel=channel,
+        created_at=now, last_seen_at=now, expires_at=now + policy.absolute,
+    )
+    s.add(row)
+    return token, row
+
+
+async def login_with_password(
+    db: Database, clock: Clock, policy: SessionPolicy, *, username: str, password: str, channel: str, request_id: str = ""
+) -> LoginResult:
+    now = clock.now()
+    async with db.reading() as s:
+        credential = (
+            await s.execute(select(StaffCredential).where(StaffCredential.username == username.strip()))
+        ).scalar_one_or_none()
+    if credential is None:
+        _verify(_DUMMY_HASH, password)  # same cost as a real check: no username probing by timing
+        raise LoginFailed("Wrong username or password.")
+    if credential.locked_until is not None and credential.locked_until > now:
+        raise AccountLocked(credential.locked_until)
+    ok = _verify(credential.password_hash, password)
+    async with db.writing() as s:
+        if not ok:
+            failures = credential.failed_attempts + 1
+            locked_until = now + policy.lockout if failures >= policy.max_failures else None
+            await s.execute(
+                update(StaffCredential)
+                .where(StaffCredential.account_id == credential.account_id)  # type: ignore[arg-type]
+                .values(failed_attempts=0 if locked_until else failures, locked_until=locked_until)
+            )
+            audit.record(
+                s, at=now, actor_account_id=credential.account_id, actor_role="STAFF", action="login.failed",
+                target_type="account", target_id=str(credential.account_id),
+                detail={"locked": locked_until is not None}, request_id=request_id,
+            )
+        else:
+            await s.execute(
+                update(StaffCredential)
+                .where(StaffCredential.account_id == credential.account_id)  # type: ignore[arg-type]
+                .values(failed_attempts=0, locked_until=None)
+            )
+            account = await s.get(Account, credential.account_id)
+            assert account is not None
+            if account.disabled_at is not None:
+                raise LoginFailed("This account is disabled; contact the hospital.")
+            token, opened = _open_session(s, account, channel, now, policy)
+            await s.flush()
+            audit.record(
+                s, at=now, actor_account_id=account.id, actor_role=account.role, action="login",
+                target_type="account", target_id=str(account.id), detail={"channel": channel}, request_id=request_id,
+            )
+    if not ok:
+        if locked_until is not None:
+            raise AccountLocked(locked_until)
+        raise LoginFailed("Wrong username or password.")
+    permissions = await _permissions(db, account)
+    viewer = Viewer(
+        account_id=account.id, role=account.role, display_name=account.display_name, channel=channel,
+        session_id=opened.id, his_staff_id=account.his_staff_id, permissions=permissions,
+    )
+    return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at)
+
+
+def _verify(hashed: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def _permissions(db: Database, account: Account) -> frozenset[str]:
+    if account.role != OPERATOR:
+        return frozenset()
+    async with db.reading() as s:
+        rows = (
+            await s.execute(
+                select(RolePermission.permission)
+                .join(AccountRole, AccountRole.role_id == RolePermission.role_id)
+                .where(AccountRole.account_id == account.id)
+            )
+        ).scalars().all()
+    return frozenset(rows)
+
+
+async def viewer_for_token(db: Database, clock: Clock, policy: SessionPolicy, token: str) -> Viewer:
+    """Resolves a bearer token; idle and absolute expiry and revocation apply at once."""
+    now = clock.now()
+    async with db.reading() as s:
+        row = (
+            await s.execute(
+                select(AuthSession, Account)
+                .join(Account, Account.id == AuthSession.account_id)
+                .where(AuthSession.token_hash == token_hash(token))
+            )
+        ).first()
+    if row is None:
+        raise NotAuthenticated("The session token is not valid; log in again.")
+    session, account = row
+    if session.revoked_at is not None:
+        raise NotAuthenticated("This session was logged out; log in again.")
+    if session.expires_at <= now or session.last_seen_at + policy.idle <= now:
+        raise NotAuthenticated("The session has expired; log in again.")
+    if account.disabled_at is not None:
+        raise NotAuthenticated("This account is disabled; contact the hospital.")
+    if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
+        async with db.writing() as s:
+            await s.execute(
+                update(AuthSession).where(AuthSession.id == session.id).values(last_seen_at=now)  # type: ignore[arg-type]
+            )
+    return Viewer(
+        account_id=account.id, role=account.role, display_name=account.display_name, channel=session.channel,
+        session_id=session.id, his_staff_id=account.his_staff_id, permissions=await _permissions(db, account),
+    )
+
+
+async def logout(db: Database, clock: Clock, viewer: Viewer) -> None:
+    if viewer.session_id is None:
+        raise NotAuthenticated("Nobody is logged in.")
+    async with db.writing() as s:
+        await s.execute(
+            update(AuthSession)
+            .where(AuthSession.id == viewer.session_id, AuthSession.revoked_at.is_(None))  # type: ignore[arg-type,union-attr]
+            .values(revoked_at=clock.now())
+        )
+
+
+async def create_staff(
+    db: Database, clock: Clock, *, role: str, username: str, password: str, display_name: str,
+    his_staff_id: str | None = None, operator_roles: dict[str, list[str]] | None = None,
+) -> int:
+    """A staff account with a password; operators get permissions only through named roles."""
+    if role not in STAFF_ROLES:
+        raise InvalidInput("role", f"Staff roles are {', '.join(STAFF_ROLES)}.")
+    now = clock.now()
+    async with db.writing() as s:
+        account = Account(role=role, display_name=display_name, his_staff_id=his_staff_id, created_at=now)
+        s.add(account)
+        await s.flush()
+        s.add(StaffCredential(account_id=account.id or 0, username=username, password_hash=hash_password(password)))
+        for name, permissions in (operator_roles or {}).items():
+            found = (await s.execute(select(OperatorRole).where(OperatorRole.name == name))).scalar_one_or_none()
+            if found is None:
+                found = OperatorRole(name=name)
+                s.add(found)
+                await s.flush()
+                s.add_all(RolePermission(role_id=found.id or 0, permission=p) for p in permissions)
+            s.add(AccountRole(account_id=account.id or 0, role_id=found.id or 0))
+        return account.id or 0

@@ -1,0 +1,384 @@
+"""就诊人: the people an account manages, their completeness, and their HIS medical cards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from datasources.clock import Clock, local_date
+from datasources.errors import SourceRejected, SourceUnavailable
+from datasources.his import contract as his_contract
+from datasources.his.contract import HIS
+from datasources.store.db import Database
+from datasources.store.fieldcrypt import FieldCipher
+from datasources.store.models import MedicalCardBinding, Patient
+from resolvers import documents
+from resolvers.errors import InvalidInput, MissingPatientInformation, NotAllowed, NotFound, ServiceUnavailable
+
+RELATIONSHIPS = ("SELF", "CHILD", "PARENT", "SPOUSE", "OTHER")
+GENDERS = ("MALE", "FEMALE")
+MAX_PATIENTS_PER_ACCOUNT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class PatientInput:
+    name: str
+    relationship: str
+    document_type: str
+    document_number: str
+    phone: str | None = None
+    gender: str | None = None
+    birth_date: date | None = None
+    nationality: str | None = None
+    ethnicity: str | None = None
+    occupation: str | None = None
+    address: str | None = None
+    address_detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientView:
+    """A patient as resolvers hand it to the schema: decrypted here, masked by the schema."""
+
+    id: int
+    account_id: int
+    relationship: str
+    name: str
+    document_type: str
+    document_number: str
+    phone: str | None
+    gender: str | None
+    birth_date: date | None
+    nationality: str | None
+    ethnicity: str | None
+    occupation: str | None
+    address: str | None
+    address_detail: str | None
+    his_patient_id: str | None
+    created_at: datetime
+    missing_fields: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class CardView:
+    id: int
+    patient_id: int
+    card_no: str
+    card_type: str
+    his_patient_id: str
+    bound_at: datetime
+
+
+def missing_fields(p: PatientView) -> tuple[str, ...]:
+    """Fields the hospital requires before a card is bound or a visit booked (seed 002)."""
+    missing = []
+    checks = (
+        ("documentType", p.document_type),
+        ("gender", p.gender),
+        ("birthDate", p.birth_date),
+        ("phone", p.phone),
+        ("nationality", p.nationality),
+        ("ethnicity", p.ethnicity if p.nationality == "CHN" else "n/a"),
+        ("occupation", p.occupation),
+        ("address", p.address),
+        ("addressDetail", p.address_detail),
+    )
+    for name, value in checks:
+        if value in (None, ""):
+            missing.append(name)
+    return tuple(missing)
+
+
+def _view(row: Patient, cipher: FieldCipher) -> PatientView:
+    view = PatientView(
+        id=row.id or 0,
+        account_id=row.account_id,
+        relationship=row.relationship,
+        name=row.name,
+        document_type=row.document_type,
+        document_number=cipher.decrypt(row.document_number_enc, context="patient.document_number"),
+        phone=cipher.decrypt(row.phone_enc, context="patient.phone") if row.phone_enc else None,
+        gender=row.gender,
+        birth_date=row.birth_date,
+        nationality=row.nationality,
+        ethnicity=row.ethnicity,
+        occupation=row.occupation,
+        address=row.address,
+        address_detail=row.address_detail,
+        his_patient_id=row.his_patient_id,
+        created_at=row.created_at,
+    )
+    return replace(view, missing_fields=missing_fields(view))
+
+
+def _clean(value: str | None, field_name: str, max_len: int) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > max_len:
+        raise InvalidInput(field_name, f"{field_name} can have at most {max_len} characters.")
+    return value or None
+
+
+def _validated(data: PatientInput, today: date) -> PatientInput:
+    name = (data.name or "").strip()
+    if not name or len(name) > 64:
+        raise InvalidInput("name", "Enter the patient's name as on the identity document (at most 64 characters).")
+    if data.relationship not in RELATIONSHIPS:
+        raise InvalidInput("relationship", f"Relationship must be one of {', '.join(RELATIONSHIPS)}.")
+    if data.gender is not None and data.gender not in GENDERS:
+        raise InvalidInput("gender", "Gender must be MALE or FEMALE.")
+    birth_date, gender, nationality = data.birth_date, data.gender, data.nationality
+    if data.document_type == documents.RESIDENT_ID:
+        rid = documents.parse_resident_id(data.document_number, today=today)
+        number = rid.number
+        if birth_date is not None and birth_date != rid.birth_date:
+            raise InvalidInput("birthDate", "The birth date differs from the one in the ID number.")
+        if gender is not None and gender != rid.gender:
+            raise InvalidInput("gender", "The gender differs from the one the ID number encodes.")
+        birth_date, gender, nationality = rid.birth_date, rid.gender, nationality or "CHN"
+        if nationality != "CHN":
+            raise InvalidInput("nationality", "A resident ID card belongs to a Chinese national (CHN).")
+    else:
+        number = documents.normalize_document(data.document_type, data.document_number)
+        if data.document_type == documents.PASSPORT and nationality in (None, ""):
+            raise InvalidInput("nationality", "Foreign nationals registering with a passport must give their nationality.")
+    if nationality is not None and (len(nationality) != 3 or not nationality.isalpha()):
+        raise InvalidInput("nationality", "Nationality is a three-letter country code (ISO 3166), e.g. CHN, USA.")
+    if birth_date is not None and birth_date > today:
+        raise InvalidInput("birthDate", "The birth date lies in the future.")
+    return PatientInput(
+        name=name,
+        relationship=data.relationship,
+        document_type=data.document_type,
+        document_number=number,
+        phone=documents.normalize_mobile(data.phone) if data.phone else None,
+        gender=gender,
+        birth_date=birth_date,
+        nationality=nationality.upper() if nationality else None,
+        ethnicity=_clean(data.ethnicity, "ethnicity", 32),
+        occupation=_clean(data.occupation, "occupation", 64),
+        address=_clean(data.address, "address", 255),
+        address_detail=_clean(data.address_detail, "addressDetail", 255),
+    )
+
+
+def _apply(row: Patient, data: PatientInput, cipher: FieldCipher) -> None:
+    row.name = data.name
+    row.relationship = data.relationship
+    row.document_type = data.document_type
+    row.document_number_enc = cipher.encrypt(data.document_number, context="patient.document_number")
+    row.document_number_index = cipher.blind_index(data.document_number, context="patient.document_number")
+    row.phone_enc = cipher.encrypt(data.phone, context="patient.phone") if data.phone else None
+    row.phone_index = cipher.blind_index(data.phone, context="patient.phone") if data.phone else None
+    row.gender = data.gender
+    row.birth_date = data.birth_date
+    row.nationality = data.nationality
+    row.ethnicity = data.ethnicity
+    row.occupation = data.occupation
+    row.address = data.address
+    row.address_detail = data.address_detail
+
+
+async def add_patient(
+    db: Database, cipher: FieldCipher, clock: Clock, *, account_id: int, data: PatientInput
+) -> PatientView:
+    now = clock.now()
+    data = _validated(data, local_date(now))
+    index = cipher.blind_index(data.document_number, context="patient.document_number")
+    async with db.writing() as s:
+        active = (
+            await s.execute(
+                select(Patient.relationship, Patient.document_number_index).where(
+                    Patient.account_id == account_id, Patient.removed_at.is_(None)  # type: ignore[union-attr]
+                )
+            )
+        ).all()
+        if len(active) >= MAX_PATIENTS_PER_ACCOUNT:
+            raise NotAllowed(f"An account can manage at most {MAX_PATIENTS_PER_ACCOUNT} patients.", "LIMIT_REACHED")
+        if any(idx == index for _, idx in active):
+            raise NotAllowed("This person is already among your patients.", "DUPLICATE_PATIENT")
+        if data.relationship == "SELF" and any(rel == "SELF" for rel, _ in active):
+            raise NotAllowed("Your account already has a patient marked as yourself.", "SELF_EXISTS")
+        row = Patient(
+            account_id=account_id, relationship=data.relationship, name=data.name, document_type=data.document_type,
+            document_number_enc="", document_number_index="", created_at=now, updated_at=now,
+        )
+        _apply(row, data, cipher)
+        s.add(row)
+        await s.flush()
+        return _view(row, cipher)
+
+
+async def _owned_row(s: AsyncSession, account_id: int, patient_id: int) -> Patient:
+    row = await s.get(Patient, patient_id)
+    if row is None or row.account_id != account_id or row.removed_at is not None:
+        raise NotFound("No such patient on this account.")
+    return row
+
+
+async def update_patient(
+    db: Database, cipher: FieldCipher, clock: Clock, *, account_id: int, patient_id: int, changes: dict[str, object]
+) -> PatientView:
+    now = clock.now()
+    async with db.writing() as s:
+        row = await _owned_row(s, account_id, patient_id)
+        current = _view(row, cipher)
+        merged = PatientInput(**{
+            name: changes.get(name, getattr(current, name))  # type: ignore[misc]
+            for name in PatientInput.__dataclass_fields__
+        })
+        data = _validated(merged, local_date(now))
+        if row.his_patient_id and (data.document_number != current.document_number or data.name != current.name):
+            raise NotAllowed(
+                "Name and document number are fixed once a medical card is bound; add the person again instead.",
+                "IDENTITY_LOCKED",
+            )
+        if data.relationship == "SELF" and current.relationship != "SELF":
+            others = await s.execute(
+                select(func.count()).select_from(Patient).where(
+                    Patient.account_id == account_id, Patient.relationship == "SELF",
+                    Patient.removed_at.is_(None), Patient.id != patient_id,  # type: ignore[union-attr,arg-type]
+                )
+            )
+            if others.scalar_one():
+                raise NotAllowed("Your account already has a patient marked as yourself.", "SELF_EXISTS")
+        _apply(row, data, cipher)
+        row.updated_at = now
+        return _view(row, cipher)
+
+
+async def remove_patient(db: Database, clock: Clock, *, account_id: int, patient_id: int) -> int:
+    async with db.writing() as s:
+        row = await _owned_row(s, account_id, patient_id)
+        row.removed_at = clock.now()
+        return row.id or 0
+
+
+async def patients_of_accounts(db: Database, cipher: FieldCipher, account_ids: Sequence[int]) -> list[list[PatientView]]:
+    async with db.reading() as s:
+        rows = (
+            await s.execute(
+                select(Patient)
+                .where(Patient.account_id.in_(account_ids), Patient.removed_at.is_(None))  # type: ignore[attr-defined,union-attr]
+                .order_by(Patient.id)
+            )
+        ).scalars().all()
+    grouped: dict[int, list[PatientView]] = {a: [] for a in account_ids}
+    for row in rows:
+        grouped[row.account_id].append(_view(row, cipher))
+    return [grouped[a] for a in account_ids]
+
+
+async def owned_patient(db: Database, cipher: FieldCipher, *, account_id: int, patient_id: int) -> PatientView:
+    async with db.reading() as s:
+        return _view(await _owned_row(s, account_id, patient_id), cipher)
+
+
+def _card_view(row: MedicalCardBinding, cipher: FieldCipher) -> CardView:
+    return CardView(
+        id=row.id or 0, patient_id=row.patient_id, card_no=cipher.decrypt(row.card_no_enc, context="card.card_no"),
+        card_type=row.card_type, his_patient_id=row.his_patient_id, bound_at=row.bound_at,
+    )
+
+
+async def cards_of_patients(db: Database, cipher: FieldCipher, patient_ids: Sequence[int]) -> list[list[CardView]]:
+    async with db.reading() as s:
+        rows = (
+            await s.execute(
+                select(MedicalCardBinding)
+                .where(MedicalCardBinding.patient_id.in_(patient_ids))  # type: ignore[attr-defined]
+                .order_by(MedicalCardBinding.id)
+            )
+        ).scalars().all()
+    grouped: dict[int, list[CardView]] = {p: [] for p in patient_ids}
+    for row in rows:
+        grouped[row.patient_id].append(_card_view(row, cipher))
+    return [grouped[p] for p in patient_ids]
+
+
+def require_complete(patient: PatientView) -> None:
+    if patient.missing_fields:
+        raise MissingPatientInformation(patient.id, list(patient.missing_fields))
+
+
+async def find_hospital_cards(
+    db: Database, cipher: FieldCipher, his: HIS, *, account_id: int, patient_id: int
+) -> list[his_contract.MedicalCard]:
+    """Cards HIS holds under this patient's name and document number (both must match)."""
+    patient = await owned_patient(db, cipher, account_id=account_id, patient_id=patient_id)
+    try:
+        return await his.find_cards(name=patient.name, document_number=patient.document_number)
+    except SourceUnavailable as exc:
+        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+
+
+def card_ref(cipher: FieldCipher, card_no: str) -> str:
+    """An opaque handle for a card found in HIS: the client picks from a list without seeing numbers."""
+    return cipher.blind_index(card_no, context="card.ref")[:32]
+
+
+async def bind_card(
+    db: Database, cipher: FieldCipher, his: HIS, clock: Clock, *, account_id: int, patient_id: int, ref: str
+) -> CardView:
+    """Binds a card that HIS holds under the patient's own name and document number."""
+    patient = await owned_patient(db, cipher, account_id=account_id, patient_id=patient_id)
+    require_complete(patient)
+    cards = await find_hospital_cards(db, cipher, his, account_id=account_id, patient_id=patient_id)
+    card = next((c for c in cards if card_ref(cipher, c.card_no) == ref.strip()), None)
+    if card is None:
+        raise NotFound("The hospital has no card with this number under this patient's name and ID.")
+    return await _bind(db, cipher, clock, patient_id=patient_id, card=card)
+
+
+async def create_hospital_record(
+    db: Database, cipher: FieldCipher, his: HIS, clock: Clock, *, account_id: int, patient_id: int
+) -> CardView:
+    """建档: creates the patient's record in HIS and binds the new card."""
+    patient = await owned_patient(db, cipher, account_id=account_id, patient_id=patient_id)
+    require_complete(patient)
+    try:
+        card = await his.create_record(
+            his_contract.PatientRecordInput(
+                name=patient.name, document_type=patient.document_type, document_number=patient.document_number,
+                gender=patient.gender, birth_date=patient.birth_date, phone=patient.phone,
+                nationality=patient.nationality, address=" ".join(filter(None, (patient.address, patient.address_detail))),
+            )
+        )
+    except SourceRejected as exc:
+        if exc.code == his_contract.RECORD_EXISTS:
+            raise NotAllowed(
+                "The hospital already has a record for this person: bind one of the existing cards instead.",
+                "RECORD_EXISTS",
+            ) from exc
+        raise
+    except SourceUnavailable as exc:
+        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+    return await _bind(db, cipher, clock, patient_id=patient_id, card=card)
+
+
+async def _bind(
+    db: Database, cipher: FieldCipher, clock: Clock, *, patient_id: int, card: his_contract.MedicalCard
+) -> CardView:
+    now = clock.now()
+    try:
+        async with db.writing() as s:
+            row = MedicalCardBinding(
+                patient_id=patient_id, card_no_enc=cipher.encrypt(card.card_no, context="card.card_no"),
+                card_no_index=cipher.blind_index(card.card_no, context="card.card_no"), card_type=card.card_type,
+                his_patient_id=card.his_patient_id, bound_at=now,
+            )
+            s.add(row)
+            patient = await s.get(Patient, patient_id)
+            assert patient is not None
+            if patient.his_patient_id is None:
+                patient.his_patient_id = card.his_patient_id
+            await s.flush()
+            return _card_view(row, cipher)
+    except IntegrityError as exc:
+        raise NotAllowed("This card is already bound to this patient.", "ALREADY_BOUND") from exc

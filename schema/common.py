@@ -1,0 +1,142 @@
+"""Shared schema pieces: money, pages, the UserError interface and its members."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from decimal import Decimal
+from typing import Generic, TypeVar
+
+import strawberry
+from strawberry.types import Info
+
+from bff.context import Context
+
+T = TypeVar("T")
+Ctx = Info[Context, None]
+
+
+@strawberry.type(description="An amount of money in CNY; `fen` is exact, `yuan` is for display.")
+class Money:
+    fen: int
+
+    @strawberry.field(description="Yuan with two decimals, e.g. \"12.50\".")
+    def yuan(self) -> str:
+        return str((Decimal(self.fen) / 100).quantize(Decimal("0.01")))
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+
+    @strawberry.field
+    def nodes(self) -> list[T]:
+        return [e.node for e in self.edges]
+
+
+def offset_cursor(n: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{n}".encode()).decode()
+
+
+@strawberry.input(description="Where the caller is. Mini-programs report GCJ02 (the default).")
+class LocationInput:
+    latitude: float
+    longitude: float
+    system: str = "GCJ02"
+
+
+@strawberry.interface(description="A business outcome the front end must show to the user.")
+class UserError:
+    message: str
+    code: str
+
+
+@strawberry.type(description="The input was wrong; `field` names the input field to correct.")
+class InvalidInputError(UserError):
+    field: str
+
+
+@strawberry.type(description="Not found, or not yours: the two are indistinguishable on purpose.")
+class NotFoundError(UserError):
+    pass
+
+
+@strawberry.type(description="The action does not apply in the object's current state; `reason` says which rule.")
+class NotAllowedError(UserError):
+    reason: str
+
+
+@strawberry.type(description="A system behind the BFF is not answering; the same request can be retried.")
+class ServiceUnavailableError(UserError):
+    pass
+
+
+@strawberry.type(description="Login failed: wrong or expired code, wrong username or password.")
+class LoginFailedError(UserError):
+    pass
+
+
+@strawberry.type(description="Too many failed attempts; login is possible again after `until`.")
+class AccountLockedError(UserError):
+    until: datetime
+
+
+@strawberry.type(description="The patient's record is incomplete; send the user to the form for `fields`.")
+class MissingPatientInformationError(UserError):
+    patient_id: strawberry.ID
+    fields: list[str]
+
+
+@strawberry.type(description="The patient has no medical card yet: bind one or create a hospital record.")
+class MedicalCardRequiredError(UserError):
+    patient_id: strawberry.ID
+
+
+@strawberry.type(description="The slot was taken by someone else; offer another time.")
+class SlotTakenError(UserError):
+    pass
+
+
+@strawberry.type(description="The patient already holds a registration for this doctor's session.")
+class AlreadyRegisteredError(UserError):
+    pass
+
+
+@strawberry.type(description="Deposit top-up entry: where the app sends the patient to clear arrears.")
+class DepositTopUpEntry:
+    amount: Money
+    route: str
+
+
+@strawberry.type(
+    description="本院欠费: unpaid bills at this hospital. Show the amount, offer the deposit top-up that "
+    "clears them, and the credit platform's appeal link."
+)
+class CreditDefaultedError(UserError):
+    arrears: Money
+    top_up: DepositTopUpEntry
+    appeal_url: str
+
+
+@strawberry.type(description="The caller is too far from the campus; `distanceMeters` is how far.")
+class OutsideGeofenceError(UserError):
+    distance_meters: int
+    radius_meters: int
+
+
+@strawberry.type(description="The time for this action has passed at `cutoffAt`.")
+class CutoffPassedError(UserError):
+    cutoff_at: datetime

@@ -1,0 +1,68 @@
+"""The one place where domain errors become typed payload members."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers import errors as e
+from schema.common import (
+    AccountLockedError,
+    AlreadyRegisteredError,
+    CreditDefaultedError,
+    CutoffPassedError,
+    DepositTopUpEntry,
+    InvalidInputError,
+    LoginFailedError,
+    MedicalCardRequiredError,
+    MissingPatientInformationError,
+    Money,
+    NotAllowedError,
+    NotFoundError,
+    OutsideGeofenceError,
+    ServiceUnavailableError,
+    SlotTakenError,
+    UserError,
+)
+
+TOP_UP_ROUTE = "deposit/top-up"
+
+
+def user_error(exc: e.DomainError) -> UserError:
+    """Maps a domain error to its payload member; unknown kinds are re-raised (masked upstream)."""
+    m, code = exc.message, exc.code
+    match exc:
+        case e.InvalidInput():
+            return InvalidInputError(message=m, code=code, field=exc.field)
+        case e.NotFound():
+            return NotFoundError(message=m, code=code)
+        case e.NotAllowed():
+            return NotAllowedError(message=m, code=code, reason=exc.reason)
+        case e.ServiceUnavailable():
+            return ServiceUnavailableError(message=m, code=code)
+        case e.LoginFailed():
+            return LoginFailedError(message=m, code=code)
+        case e.AccountLocked():
+            return AccountLockedError(message=m, code=code, until=exc.until)
+        case e.MissingPatientInformation():
+            return MissingPatientInformationError(
+                message=m, code=code, patient_id=strawberry.ID(str(exc.patient_id)), fields=exc.fields
+            )
+        case e.MedicalCardRequired():
+            return MedicalCardRequiredError(message=m, code=code, patient_id=strawberry.ID(str(exc.patient_id)))
+        case e.SlotTaken():
+            return SlotTakenError(message=m, code=code)
+        case e.AlreadyRegistered():
+            return AlreadyRegisteredError(message=m, code=code)
+        case e.CreditDefaulted():
+            return CreditDefaultedError(
+                message=m, code=code, arrears=Money(fen=exc.arrears_fen),
+                top_up=DepositTopUpEntry(amount=Money(fen=exc.arrears_fen), route=TOP_UP_ROUTE),
+                appeal_url=exc.appeal_url,
+            )
+        case e.OutsideGeofence():
+            return OutsideGeofenceError(
+                message=m, code=code, distance_meters=round(exc.distance_m), radius_meters=round(exc.radius_m)
+            )
+        case e.CutoffPassed():
+            return CutoffPassedError(message=m, code=code, cutoff_at=exc.cutoff_at)
+    raise exc

@@ -1,0 +1,115 @@
+"""Logins and sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import strawberry
+
+from datasources.channels.contract import ALIPAY, WECHAT
+from resolvers import identity
+from resolvers.errors import DomainError
+from schema.common import AccountLockedError, Ctx, InvalidInputError, LoginFailedError, ServiceUnavailableError
+from schema.errors import user_error
+from schema.permissions import IsAuthenticated
+
+
+@strawberry.type
+class Account:
+    id: strawberry.ID
+    role: str = strawberry.field(description="PATIENT, DOCTOR, PHARMACIST, OPERATOR or DEVICE.")
+    display_name: str
+    permissions: list[str]
+
+    @staticmethod
+    def of(v: identity.Viewer) -> Account:
+        return Account(
+            id=strawberry.ID(str(v.account_id)), role=v.role or "", display_name=v.display_name,
+            permissions=sorted(v.permissions),
+        )
+
+
+@strawberry.type(description="Send `token` as `Authorization: Bearer <token>` (HTTP) or in connection_init.")
+class LoginSuccess:
+    token: str
+    expires_at: dt.datetime
+    account: Account
+    new_account: bool
+
+
+LoginPayload = Annotated[
+    LoginSuccess | LoginFailedError | AccountLockedError | InvalidInputError | ServiceUnavailableError,
+    strawberry.union("LoginPayload"),
+]
+
+
+@strawberry.input
+class WechatLoginInput:
+    code: str = strawberry.field(description="The code from wx.login().")
+
+
+@strawberry.input
+class AlipayLoginInput:
+    auth_code: str = strawberry.field(description="The authCode from my.getAuthCode().")
+
+
+@strawberry.input
+class PasswordLoginInput:
+    username: str
+    password: str
+    channel: str = strawberry.field(default="DOCTOR_H5", description="The staff front end logging in.")
+
+
+@strawberry.type
+class LogoutPayload:
+    ok: bool
+
+
+def _success(result: identity.LoginResult) -> LoginSuccess:
+    return LoginSuccess(
+        token=result.token, expires_at=result.expires_at, account=Account.of(result.viewer),
+        new_account=result.new_account,
+    )
+
+
+@strawberry.type
+class IdentityMutation:
+    @strawberry.mutation(description="Patients in the WeChat mini-program.")
+    async def login_with_wechat(self, info: Ctx, input: WechatLoginInput) -> LoginPayload:
+        deps = info.context.deps
+        try:
+            result = await identity.login_with_channel(
+                deps.db, deps.sources.channels, deps.clock, deps.sessions, channel=WECHAT, code=input.code
+            )
+        except DomainError as exc:
+            return user_error(exc)  # type: ignore[return-value]
+        return _success(result)
+
+    @strawberry.mutation(description="Patients in the Alipay mini-program.")
+    async def login_with_alipay(self, info: Ctx, input: AlipayLoginInput) -> LoginPayload:
+        deps = info.context.deps
+        try:
+            result = await identity.login_with_channel(
+                deps.db, deps.sources.channels, deps.clock, deps.sessions, channel=ALIPAY, code=input.auth_code
+            )
+        except DomainError as exc:
+            return user_error(exc)  # type: ignore[return-value]
+        return _success(result)
+
+    @strawberry.mutation(description="Doctors, pharmacists and operators.")
+    async def login_with_password(self, info: Ctx, input: PasswordLoginInput) -> LoginPayload:
+        deps = info.context.deps
+        try:
+            result = await identity.login_with_password(
+                deps.db, deps.clock, deps.sessions, username=input.username, password=input.password,
+                channel=input.channel, request_id=info.context.request_id,
+            )
+        except DomainError as exc:
+            return user_error(exc)  # type: ignore[return-value]
+        return _success(result)
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Ends this session at once.")
+    async def logout(self, info: Ctx) -> LogoutPayload:
+        await identity.logout(info.context.deps.db, info.context.deps.clock, info.context.viewer)
+        return LogoutPayload(ok=True)

@@ -1,0 +1,43 @@
+"""Who may call what: declared on fields, checked in one place.
+
+``has_permission`` is synchronous and strawberry raises right after it, so setting the message on
+the instance cannot leak between concurrent requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.permission import BasePermission
+from strawberry.types import Info
+
+from resolvers.identity import DOCTOR, OPERATOR, PATIENT, PHARMACIST
+
+
+class IsAuthenticated(BasePermission):
+    roles: tuple[str, ...] = ()
+    message = "Log in first."
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        viewer = info.context.viewer
+        if not viewer.is_authenticated:
+            self.message = info.context.auth_error or "Log in first."
+            self.error_extensions = {"code": "UNAUTHENTICATED"}
+            return False
+        if self.roles and viewer.role not in self.roles:
+            self.message = "Your role cannot do this."
+            self.error_extensions = {"code": "FORBIDDEN"}
+            return False
+        return True
+
+
+class IsPatient(IsAuthenticated):
+    roles = (PATIENT,)
+
+
+class IsDoctor(IsAuthenticated):
+    roles = (DOCTOR,)
+
+
+class IsStaff(IsAuthenticated):
+    roles = (DOCTOR, PHARMACIST, OPERATOR)

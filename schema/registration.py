@@ -1,0 +1,328 @@
+"""Registrations (挂号): book, same-day, check in, cancel; queue positions, live."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncGenerator
+from typing import Annotated
+
+import strawberry
+
+from datasources.his import contract as c
+from realtime import topics
+from resolvers import queue, registration
+from resolvers.errors import DomainError
+from resolvers.geofence import Point
+from schema.catalog import Campus, Department, Doctor
+from schema.common import (
+    AlreadyRegisteredError,
+    CreditDefaultedError,
+    Ctx,
+    CutoffPassedError,
+    InvalidInputError,
+    LocationInput,
+    MedicalCardRequiredError,
+    MissingPatientInformationError,
+    Money,
+    NotAllowedError,
+    NotFoundError,
+    OutsideGeofenceError,
+    ServiceUnavailableError,
+    SlotTakenError,
+)
+from schema.errors import user_error
+from schema.patients import Patient, parse_id
+from schema.permissions import IsDoctor, IsPatient
+
+
+@strawberry.type(description="Where a registration stands in its doctor's queue.")
+class QueuePosition:
+    registration_id: strawberry.ID
+    state: str = strawberry.field(description="NOT_CHECKED_IN, WAITING, CALLED or PASSED.")
+    queue_number: int | None
+    called_number: int | None = strawberry.field(description="The number the doctor called last.")
+    ahead: int = strawberry.field(description="How many checked-in patients are before this one.")
+    estimated_wait_minutes: int
+
+    @staticmethod
+    def of(p: queue.QueuePosition) -> QueuePosition:
+        return QueuePosition(
+            registration_id=strawberry.ID(p.registration_id), state=p.state, queue_number=p.queue_number,
+            called_number=p.called_number, ahead=p.ahead, estimated_wait_minutes=p.estimated_wait_minutes,
+        )
+
+
+@strawberry.type
+class Registration:
+    id: strawberry.ID
+    kind: str = strawberry.field(description="APPOINTMENT (预约挂号) or SAME_DAY (当日挂号).")
+    status: str = strawberry.field(description="BOOKED, CHECKED_IN, CALLED, COMPLETED, CANCELLED or EXPIRED.")
+    payment_status: str = strawberry.field(description="UNPAID, PAID or PAY_LATER.")
+    fee: Money
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    created_at: dt.datetime
+    hold_expires_at: dt.datetime | None = strawberry.field(
+        description="An unpaid registration gives its place back at this time."
+    )
+    queue_number: int | None
+    schedule_id: strawberry.ID
+    _source: strawberry.Private[c.Registration]
+    _patient_id: strawberry.Private[int]
+
+    @staticmethod
+    def of(r: c.Registration, patient_id: int) -> Registration:
+        return Registration(
+            id=strawberry.ID(r.id), kind=r.kind, status=r.status, payment_status=r.payment_status,
+            fee=Money(fen=r.fee_fen), starts_at=r.starts_at, ends_at=r.ends_at, created_at=r.created_at,
+            hold_expires_at=r.hold_expires_at, queue_number=r.queue_number, schedule_id=strawberry.ID(r.schedule_id),
+            _source=r, _patient_id=patient_id,
+        )
+
+    @strawberry.field
+    async def patient(self, info: Ctx) -> Patient | None:
+        mine = await info.context.loaders.patients_by_account.load(info.context.viewer.account_id or 0)
+        found = next((p for p in mine if p.id == self._patient_id), None)
+        return Patient.of(found) if found else None
+
+    @strawberry.field
+    async def doctor(self, info: Ctx) -> Doctor | None:
+        found = await info.context.loaders.doctor_by_id.load(self._source.doctor_id)
+        return Doctor.of(found) if found else None
+
+    @strawberry.field
+    async def department(self, info: Ctx) -> Department | None:
+        found = await info.context.loaders.department_by_id.load(self._source.department_id)
+        return Department.of(found) if found else None
+
+    @strawberry.field
+    async def campus(self, info: Ctx) -> Campus | None:
+        found = await info.context.loaders.campus_by_id.load(self._source.campus_id)
+        return Campus.of(found) if found else None
+
+    @strawberry.field(description="Null until checked in.")
+    async def queue_position(self, info: Ctx) -> QueuePosition | None:
+        r = self._source
+        if r.status not in ("CHECKED_IN", "CALLED"):
+            return None
+        snapshot = await info.context.loaders.queue_snapshot_by_schedule.load(r.schedule_id)
+        if snapshot is None:
+            return None
+        return QueuePosition.of(queue.position(r.id, r.schedule_id, r.queue_number, r.status, snapshot))
+
+
+@strawberry.input
+class RegistrationFilter:
+    statuses: list[str] | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    upcoming: bool = strawberry.field(default=False, description="Only visits not yet over, soonest first.")
+
+
+@strawberry.input
+class BookAppointmentInput:
+    patient_id: strawberry.ID
+    slot_id: strawberry.ID
+
+
+@strawberry.input
+class RegisterSameDayInput:
+    patient_id: strawberry.ID
+    slot_id: strawberry.ID
+    location: LocationInput
+
+
+@strawberry.input
+class CheckInInput:
+    registration_id: strawberry.ID
+    location: LocationInput
+
+
+@strawberry.input
+class CancelRegistrationInput:
+    registration_id: strawberry.ID
+
+
+@strawberry.input
+class CallNextPatientInput:
+    schedule_id: strawberry.ID
+
+
+@strawberry.type(description="Booked. Show `notice` when present (pay-later available or not, and why).")
+class AppointmentBooked:
+    registration: Registration
+    pay_later_eligible: bool
+    credit_status: str = strawberry.field(description="GOOD, DEFAULTED_ELSEWHERE, UNKNOWN or UNAVAILABLE.")
+    notice: str | None
+
+
+@strawberry.type(description="Registered for today and checked in: the patient is in the queue.")
+class CheckedIn:
+    registration: Registration
+    queue_position: QueuePosition
+    pay_later_eligible: bool
+    credit_status: str
+    notice: str | None
+
+
+@strawberry.type
+class RegistrationCancelled:
+    registration: Registration
+    refund_pending: bool = strawberry.field(description="A paid fee will be refunded by the original route.")
+
+
+@strawberry.type
+class QueueState:
+    schedule_id: strawberry.ID
+    called_number: int | None
+    waiting: list[int]
+
+
+@strawberry.type
+class PatientCalled:
+    queue: QueueState
+    registration_id: strawberry.ID
+    queue_number: int | None
+
+
+_COMMON = (
+    NotFoundError | NotAllowedError | InvalidInputError | ServiceUnavailableError | MissingPatientInformationError
+    | MedicalCardRequiredError
+)
+BookAppointmentPayload = Annotated[
+    AppointmentBooked | SlotTakenError | AlreadyRegisteredError | CreditDefaultedError | _COMMON,
+    strawberry.union("BookAppointmentPayload"),
+]
+RegisterSameDayPayload = Annotated[
+    CheckedIn | SlotTakenError | AlreadyRegisteredError | CreditDefaultedError | OutsideGeofenceError
+    | CutoffPassedError | _COMMON,
+    strawberry.union("RegisterSameDayPayload"),
+]
+CheckInPayload = Annotated[
+    CheckedIn | CreditDefaultedError | OutsideGeofenceError | CutoffPassedError | _COMMON,
+    strawberry.union("CheckInPayload"),
+]
+CancelRegistrationPayload = Annotated[
+    RegistrationCancelled | CutoffPassedError | _COMMON, strawberry.union("CancelRegistrationPayload")
+]
+CallNextPatientPayload = Annotated[
+    PatientCalled | NotFoundError | NotAllowedError | ServiceUnavailableError, strawberry.union("CallNextPatientPayload")
+]
+
+
+def _point(location: LocationInput) -> Point:
+    return Point(location.latitude, location.longitude, location.system.upper())
+
+
+def _checked_in(result: registration.CheckedIn) -> CheckedIn:
+    return CheckedIn(
+        registration=Registration.of(result.registration, result.patient_id),
+        queue_position=QueuePosition.of(result.position),
+        pay_later_eligible=result.credit.pay_later_eligible, credit_status=result.credit.status,
+        notice=result.credit.notice,
+    )
+
+
+@strawberry.type
+class RegistrationMutation:
+    @strawberry.mutation(permission_classes=[IsPatient], description="预约挂号.")
+    async def book_appointment(self, info: Ctx, input: BookAppointmentInput) -> BookAppointmentPayload:
+        deps, viewer = info.context.deps, info.context.viewer
+        try:
+            booked = await registration.book_appointment(
+                deps, account_id=viewer.account_id or 0, patient_id=parse_id(input.patient_id), slot_id=input.slot_id
+            )
+        except DomainError as exc:
+            return user_error(exc)  # type: ignore[return-value]
+        return AppointmentBooked(
+            registration=Registration.of(booked.registration, booked.patient_id),
+            pay_later_eligible=booked.credit.pay_later_eligible, credit_status=booked.credit.status,
+            notice=booked.credit.notice,
+        )
+
+    @strawberry.mutation(permission_classes=[IsPatient], description="当日挂号: registers and checks in at once.")
+    async def register_same_day(self, info: Ctx, input: RegisterSameDayInput) -> RegisterSameDayPayload:
+        deps, viewer = info.context.deps, info.context.viewer
+        try:
+            result = await registration.register_same_day(
+                deps, account_id=viewer.account_id or 0, patient_id=parse_id(input.patient_id),
+                slot_id=input.slot_id, location=_point(input.location),
+            )
+        except DomainError as exc:
+            return user_error(exc)  # type: ignore[return-value]
+        return _checked_in(result)
+
+    @strawberry.mutation(permission_classes=[IsPatient], description="签到: join the queue on the day of the visit.")
+    async def check_in(self, info: Ctx, input: CheckInInput) -> CheckInPayload:
+        deps, viewer = info.context.deps, info.context.viewer
+        try:
+            result = await registration.check_in(
+                deps, account_id=viewer.account_id or 0, registration_id=input.registration_id,
+                location=_point(input.location),
+            )
+        except DomainError as exc:
+            return user_error(exc)  # type: ignore[return-value]
+        return _checked_in(result)
+
+    @strawberry.mutation(permission_classes=[IsPatient], description="退号: appointments only, before the cut-off.")
+    async def cancel_registration(self, info: Ctx, input: CancelRegistrationInput) -> CancelRegistrationPayload:
+        deps, viewer = info.context.deps, info.context.viewer
+        try:
+            result = await registration.cancel_registration(
+                deps, account_id=viewer.account_id or 0, registration_id=input.registration_id
+            )
+        except DomainError as exc:
+            return user_error(exc)  # type: ignore[return-value]
+        return RegistrationCancelled(
+            registration=Registration.of(result.registration, result.patient_id), refund_pending=result.refund_pending
+        )
+
+    @strawberry.mutation(permission_classes=[IsDoctor], description="叫号: the doctor calls the next patient.")
+    async def call_next_patient(self, info: Ctx, input: CallNextPatientInput) -> CallNextPatientPayload:
+        deps, viewer = info.context.deps, info.context.viewer
+        try:
+            snapshot, called = await registration.call_next(
+                deps, doctor_his_id=viewer.his_staff_id, schedule_id=input.schedule_id,
+                actor_account_id=viewer.account_id, request_id=info.context.request_id,
+            )
+        except DomainError as exc:
+            return user_error(exc)  # type: ignore[return-value]
+        return PatientCalled(
+            queue=QueueState(
+                schedule_id=strawberry.ID(snapshot.schedule_id), called_number=snapshot.called_number,
+                waiting=list(snapshot.waiting),
+            ),
+            registration_id=strawberry.ID(called.id), queue_number=called.queue_number,
+        )
+
+
+@strawberry.type
+class RegistrationSubscription:
+    @strawberry.subscription(
+        permission_classes=[IsPatient],
+        description="The registration's queue position now, then each time it changes.",
+    )
+    async def queue_updates(self, info: Ctx, registration_id: strawberry.ID) -> AsyncGenerator[QueuePosition, None]:
+        deps, viewer = info.context.deps, info.context.viewer
+        r, _ = await registration.owned_registration(
+            deps, account_id=viewer.account_id or 0, registration_id=registration_id
+        )
+        async with deps.broker.subscribe(topics.queue(r.schedule_id)) as events:
+            # Listening already: read the current state, then follow the events.
+            fresh = await deps.sources.his.registrations_by_ids([r.id])
+            r = fresh[0] if fresh else r
+            snapshot = (await deps.sources.his.queue_snapshots([r.schedule_id]))[0]
+            last = queue.position(r.id, r.schedule_id, r.queue_number, r.status, snapshot)
+            yield QueuePosition.of(last)
+            number = r.queue_number
+            async for event in events:
+                if number is None:
+                    # Not checked in when subscribing: learn the number once it has one.
+                    fresh = await deps.sources.his.registrations_by_ids([r.id])
+                    number = fresh[0].queue_number if fresh else None
+                current = queue.position(r.id, r.schedule_id, number, None, queue.snapshot_of(event))
+                if current != last:
+                    last = current
+                    yield QueuePosition.of(current)
+                if current.state == queue.PASSED:
+                    return

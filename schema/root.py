@@ -1,0 +1,66 @@
+"""The one schema: roots assembled from the domain modules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+
+from datasources.clock import SHANGHAI
+from schema.catalog import CatalogQuery
+from schema.common import Ctx
+from schema.identity import IdentityMutation
+from schema.patients import PatientsMutation
+from schema.registration import RegistrationMutation, RegistrationSubscription
+from schema.viewer import Me
+
+
+@strawberry.type
+class Query(CatalogQuery):
+    @strawberry.field(description="The caller: patients, registrations, sessions, by role.")
+    def me(self, info: Ctx) -> Me:
+        return Me()
+
+
+@strawberry.type
+class Mutation(IdentityMutation, PatientsMutation, RegistrationMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(RegistrationSubscription):
+    pass
+
+
+def _serialize_instant(value: dt.datetime) -> str:
+    """Instants go out in the hospital's time zone, with the offset: 2026-11-23T08:00:00+08:00."""
+    return value.astimezone(SHANGHAI).isoformat()
+
+
+DateTime = strawberry.scalar(
+    dt.datetime,
+    name="DateTime",
+    description="An instant, ISO 8601 with offset; sent in Asia/Shanghai time.",
+    serialize=_serialize_instant,
+    parse_value=dt.datetime.fromisoformat,
+)
+
+
+def build_schema(extra_extensions: list | None = None) -> strawberry.Schema:  # type: ignore[type-arg]
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        config=StrawberryConfig(auto_camel_case=True),
+        scalar_overrides={dt.datetime: DateTime},
+        extensions=[
+            ParserCache(maxsize=512),
+            ValidationCache(maxsize=512),
+            QueryDepthLimiter(max_depth=12),
+            MaxTokensLimiter(max_token_count=4000),
+            MaxAliasesLimiter(max_alias_count=30),
+            *(extra_extensions or []),
+        ],
+    )
