@@ -108,7 +108,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, schema=settings.database_schema)
         the_broker = broker or broker_from_url(settings.redis_url)
         await the_broker.start()
         rules, policy = rules_of(settings)

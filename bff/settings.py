@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///var/bff.db"
+    # PostgreSQL only: the schema (search_path) holding the BFF's tables, when not "public".
+    database_schema: str | None = None
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000

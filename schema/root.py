@@ -40,7 +40,6 @@ def _serialize_instant(value: dt.datetime) -> str:
 
 
 DateTime = strawberry.scalar(
-    dt.datetime,
     name="DateTime",
     description="An instant, ISO 8601 with offset; sent in Asia/Shanghai time.",
     serialize=_serialize_instant,
@@ -53,14 +52,13 @@ def build_schema(extra_extensions: list | None = None) -> strawberry.Schema:  # 
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        config=StrawberryConfig(auto_camel_case=True),
-        scalar_overrides={dt.datetime: DateTime},
+        config=StrawberryConfig(auto_camel_case=True, scalar_map={dt.datetime: DateTime}),
         extensions=[
-            ParserCache(maxsize=512),
-            ValidationCache(maxsize=512),
-            QueryDepthLimiter(max_depth=12),
-            MaxTokensLimiter(max_token_count=4000),
-            MaxAliasesLimiter(max_alias_count=30),
+            lambda: ParserCache(maxsize=512),
+            lambda: ValidationCache(maxsize=512),
+            lambda: QueryDepthLimiter(max_depth=12),
+            lambda: MaxTokensLimiter(max_token_count=4000),
+            lambda: MaxAliasesLimiter(max_alias_count=30),
             *(extra_extensions or []),
         ],
     )

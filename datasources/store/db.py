@@ -26,7 +26,7 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(database)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, schema: str | None = None) -> AsyncEngine:
     if url.startswith("sqlite"):
         path = _sqlite_file(url)
         if path is not None:
@@ -36,7 +36,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=False)
+    connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+    return create_async_engine(url, pool_size=pool_size, max_overflow=20, connect_args=connect_args)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -60,9 +61,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """Owns the engine; hands out sessions. Built once in the app's lifespan, never at import."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, schema: str | None = None) -> None:
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size)
+        self.engine = create_engine(url, pool_size=pool_size, schema=schema)
         self.is_sqlite = url.startswith("sqlite")
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
