@@ -1,0 +1,134 @@
+"""Logging in through each channel, staff passwords with lockout, and sessions that end."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from datasources.channels.contract import ALIPAY, WECHAT
+from datasources.clock import FixedClock
+from datasources.store.models import AuditEntry
+from resolvers.identity import DOCTOR, OPERATOR, create_staff
+from tests.conftest import LiveServer
+from tests.factories import LOGIN, Hospital
+
+ALIPAY_LOGIN = """
+mutation ($code: String!) {
+  loginWithAlipay(input: {authCode: $code}) { __typename ... on LoginSuccess { token account { id role } } }
+}"""
+PASSWORD_LOGIN = """
+mutation ($u: String!, $p: String!) {
+  loginWithPassword(input: {username: $u, password: $p}) {
+    __typename
+    ... on LoginSuccess { token account { role permissions } }
+    ... on AccountLockedError { until message }
+    ... on UserError { code message }
+  }
+}"""
+ME = "{ me { account { id role displayName } } }"
+LOGOUT = "mutation { logout { ok } }"
+
+
+async def _login(server: LiveServer, code: str) -> dict:  # type: ignore[type-arg]
+    return (await server.client().execute(LOGIN, {"code": code}))["loginWithWechat"]
+
+
+async def test_a_wechat_login_code_finds_the_same_account_each_time_and_works_once(server: LiveServer) -> None:
+    hospital = Hospital(server.deps.db, server.deps.clock)
+    first_code = await hospital.channels.issue_code(WECHAT, "openid-abc")
+    first = await _login(server, first_code)
+    again = await _login(server, await hospital.channels.issue_code(WECHAT, "openid-abc"))
+    assert first["__typename"] == again["__typename"] == "LoginSuccess"
+    assert first["account"]["id"] == again["account"]["id"]
+    reused = await _login(server, first_code)
+    assert reused == {"__typename": "LoginFailedError", "message": reused["message"], "code": "LOGIN_FAILED"}
+    me = await server.client(first["token"]).execute(ME)
+    assert me["me"]["account"]["role"] == "PATIENT"
+
+
+async def test_an_expired_login_code_is_refused(server: LiveServer, clock: FixedClock) -> None:
+    code = await Hospital(server.deps.db, clock).channels.issue_code(WECHAT, "openid-late")
+    clock.advance(minutes=6)
+    assert (await _login(server, code))["__typename"] == "LoginFailedError"
+
+
+async def test_an_alipay_account_is_another_account_than_a_wechat_one(server: LiveServer) -> None:
+    hospital = Hospital(server.deps.db, server.deps.clock)
+    wechat = await _login(server, await hospital.channels.issue_code(WECHAT, "same-subject"))
+    code = await hospital.channels.issue_code(ALIPAY, "same-subject")
+    alipay = (await server.client().execute(ALIPAY_LOGIN, {"code": code}))["loginWithAlipay"]
+    assert alipay["__typename"] == "LoginSuccess"
+    assert alipay["account"]["id"] != wechat["account"]["id"]
+
+
+async def test_staff_are_locked_out_after_five_wrong_passwords_then_let_in_again(
+    server: LiveServer, clock: FixedClock
+) -> None:
+    await create_staff(
+        server.deps.db, clock, role=DOCTOR, username="dr.wang", password="correct horse 42", display_name="Dr Wang"
+    )
+    client = server.client()
+    for _ in range(4):
+        wrong = (await client.execute(PASSWORD_LOGIN, {"u": "dr.wang", "p": "guess"}))["loginWithPassword"]
+        assert wrong["__typename"] == "LoginFailedError"
+    locked = (await client.execute(PASSWORD_LOGIN, {"u": "dr.wang", "p": "guess"}))["loginWithPassword"]
+    assert locked["__typename"] == "AccountLockedError"
+    still = (await client.execute(PASSWORD_LOGIN, {"u": "dr.wang", "p": "correct horse 42"}))["loginWithPassword"]
+    assert still["__typename"] == "AccountLockedError"
+    clock.advance(minutes=16)
+    ok = (await client.execute(PASSWORD_LOGIN, {"u": "dr.wang", "p": "correct horse 42"}))["loginWithPassword"]
+    assert ok["__typename"] == "LoginSuccess"
+    assert ok["account"]["role"] == "DOCTOR"
+    async with server.deps.db.reading() as s:
+        actions = (await s.execute(select(AuditEntry.action).order_by(AuditEntry.id))).scalars().all()
+    assert actions == ["login.failed"] * 5 + ["login"]
+
+
+async def test_an_unknown_username_fails_like_a_wrong_password(server: LiveServer) -> None:
+    result = (await server.client().execute(PASSWORD_LOGIN, {"u": "nobody", "p": "x" * 12}))["loginWithPassword"]
+    assert result["__typename"] == "LoginFailedError"
+    assert result["message"] == "Wrong username or password."
+
+
+async def test_operators_get_permissions_only_through_their_roles(server: LiveServer, clock: FixedClock) -> None:
+    await create_staff(
+        server.deps.db, clock, role=OPERATOR, username="ops", password="operator pass 1", display_name="Ops",
+        operator_roles={"front-desk": ["registrations.read"]},
+    )
+    await create_staff(server.deps.db, clock, role=OPERATOR, username="newbie", password="operator pass 2", display_name="N")
+    lead = (await server.client().execute(PASSWORD_LOGIN, {"u": "ops", "p": "operator pass 1"}))["loginWithPassword"]
+    newbie = (await server.client().execute(PASSWORD_LOGIN, {"u": "newbie", "p": "operator pass 2"}))["loginWithPassword"]
+    assert lead["account"]["permissions"] == ["registrations.read"]
+    assert newbie["account"]["permissions"] == []
+
+
+async def test_a_session_ends_when_idle_too_long(server: LiveServer, clock: FixedClock) -> None:
+    hospital = Hospital(server.deps.db, clock)
+    token = (await _login(server, await hospital.channels.issue_code(WECHAT, "idle")))["token"]
+    clock.advance(minutes=119)
+    assert (await server.client(token).execute(ME))["me"]["account"]["role"] == "PATIENT"
+    clock.advance(minutes=119)  # active a moment ago: still in
+    assert (await server.client(token).execute(ME))["me"]["account"]["role"] == "PATIENT"
+    clock.advance(minutes=121)
+    response = (await server.client(token).post(ME)).json()
+    assert response["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "expired" in response["errors"][0]["message"]
+
+
+async def test_a_session_ends_at_its_absolute_limit_even_when_active(server: LiveServer, clock: FixedClock) -> None:
+    hospital = Hospital(server.deps.db, clock)
+    token = (await _login(server, await hospital.channels.issue_code(WECHAT, "busy")))["token"]
+    for _ in range(72 // 2):
+        clock.advance(hours=2)
+        await server.client(token).post(ME)
+    response = (await server.client(token).post(ME)).json()
+    assert response["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_logout_ends_the_session_at_once(server: LiveServer) -> None:
+    hospital = Hospital(server.deps.db, server.deps.clock)
+    token = (await _login(server, await hospital.channels.issue_code(WECHAT, "bye")))["token"]
+    client = server.client(token)
+    assert (await client.execute(LOGOUT))["logout"]["ok"] is True
+    response = (await client.post(ME)).json()
+    assert response["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "logged out" in response["errors"][0]["message"]
