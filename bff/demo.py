@@ -92,7 +92,10 @@ async def _catalog(admin: SandboxHISAdmin) -> None:
                     title, _fee = TITLES[k % len(TITLES)]
                     doctor_name = SURNAMES[k % len(SURNAMES)] + GIVEN[(k * 7) % len(GIVEN)]
                     await admin.add_doctor(
-                        dept, doctor_name, title, f"{child}常见病、多发病",
+                        dept,
+                        doctor_name,
+                        title,
+                        f"{child}常见病、多发病",
                         introduction=f"{doctor_name}，{title}，从事{child}临床工作多年。",
                         avatar_url=f"/static/avatars/{k % 12}.png",
                         internet_hospital_url=f"https://ih.example-hospital.cn/doctors/{k + 1}" if k % 3 else None,
@@ -138,35 +141,64 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
         account_id = login.viewer.account_id or 0
         number = demo_resident_id(code, birth, male)
         me = await patients.add_patient(
-            db, cipher, clock, account_id=account_id,
+            db,
+            cipher,
+            clock,
+            account_id=account_id,
             data=patients.PatientInput(
-                name=name, relationship="SELF", document_type="RESIDENT_ID", document_number=number,
-                phone="13800138000", ethnicity="汉族", occupation="职员", address="广东省广州市越秀区",
+                name=name,
+                relationship="SELF",
+                document_type="RESIDENT_ID",
+                document_number=number,
+                phone="13800138000",
+                ethnicity="汉族",
+                occupation="职员",
+                address="广东省广州市越秀区",
                 address_detail="中山路 100 号",
             ),
         )
         await patients.create_hospital_record(db, cipher, his, clock, account_id=account_id, patient_id=me.id)
-        await credit.put_record(name=name, document_number=number, arrears_here_fen=here, arrears_elsewhere_fen=elsewhere)
+        await credit.put_record(
+            name=name, document_number=number, arrears_here_fen=here, arrears_elsewhere_fen=elsewhere
+        )
         if code == "wx-demo-patient":
             # A child whose record is still incomplete: the app must send the user to the form.
             await patients.add_patient(
-                db, cipher, clock, account_id=account_id,
+                db,
+                cipher,
+                clock,
+                account_id=account_id,
                 data=patients.PatientInput(
-                    name="张小三", relationship="CHILD", document_type="RESIDENT_ID",
+                    name="张小三",
+                    relationship="CHILD",
+                    document_type="RESIDENT_ID",
                     document_number=demo_resident_id("child", "20180808", True),
                 ),
             )
     doctors = await admin.doctor_ids()
     await identity.create_staff(
-        db, clock, role=identity.DOCTOR, username="doctor", password="doctor-demo-2026",  # noqa: S106
-        display_name="Demo doctor", his_staff_id=doctors[0],
+        db,
+        clock,
+        role=identity.DOCTOR,
+        username="doctor",
+        password="doctor-demo-2026",  # noqa: S106
+        display_name="Demo doctor",
+        his_staff_id=doctors[0],
     )
     await identity.create_staff(
-        db, clock, role=identity.PHARMACIST, username="pharmacist", password="pharmacist-demo-2026",  # noqa: S106
+        db,
+        clock,
+        role=identity.PHARMACIST,
+        username="pharmacist",
+        password="pharmacist-demo-2026",  # noqa: S106
         display_name="Demo pharmacist",
     )
     await identity.create_staff(
-        db, clock, role=identity.OPERATOR, username="operator", password="operator-demo-2026",  # noqa: S106
+        db,
+        clock,
+        role=identity.OPERATOR,
+        username="operator",
+        password="operator-demo-2026",  # noqa: S106
         display_name="Demo operator",
         operator_roles={"operations-lead": ["audit.read", "registrations.read", "patients.read"]},
     )

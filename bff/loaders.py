@@ -8,8 +8,8 @@ from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from datasources.his import contract as c
 from datasources.clock import local_date
+from datasources.his import contract as c
 from resolvers import catalog, notifications, patients
 from resolvers.deps import Deps
 
@@ -46,8 +46,13 @@ class Loaders:
             found: dict[tuple[str, date, date], list[c.Schedule]] = {}
             for (start, end), doctor_ids in ranges.items():
                 for s in await catalog.schedules(
-                    his, date_from=start, date_to=end, today=today, department_id=None,
-                    doctor_ids=doctor_ids, campus_id=None,
+                    his,
+                    date_from=start,
+                    date_to=end,
+                    today=today,
+                    department_id=None,
+                    doctor_ids=doctor_ids,
+                    campus_id=None,
                 ):
                     found.setdefault((s.doctor_id, start, end), []).append(s)
             return [found.get(k, []) for k in keys]

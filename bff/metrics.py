@@ -19,11 +19,16 @@ class Metrics:
             "bff_http_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            "bff_http_request_seconds", "HTTP request latency", ["route"], registry=self.registry,
+            "bff_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self.websockets = Gauge("bff_websocket_connections", "Open WebSocket connections", registry=self.registry)
-        self.events = Counter("bff_events_published", "Events published to the broker", ["kind"], registry=self.registry)
+        self.events = Counter(
+            "bff_events_published", "Events published to the broker", ["kind"], registry=self.registry
+        )
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,8 +12,8 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class Broker(Protocol):
         """``async with broker.subscribe(t) as events``: listening starts on entering, so a
         snapshot read inside the block misses nothing published after it."""
         ...
+
     async def ping(self) -> None: ...
     async def start(self) -> None: ...
     async def close(self) -> None: ...

@@ -66,8 +66,11 @@ async def schedules(
         return []
     result: list[c.Schedule] = await in_service(
         his.schedules(
-            date_from=max(date_from, today), date_to=date_to,
-            department_id=department_id, doctor_ids=doctor_ids, campus_id=campus_id,
+            date_from=max(date_from, today),
+            date_to=date_to,
+            department_id=department_id,
+            doctor_ids=doctor_ids,
+            campus_id=campus_id,
         )
     )
     return result
@@ -90,9 +93,14 @@ async def current_session_schedules(
         if open_slots:
             result.append(
                 c.Schedule(
-                    id=schedule.id, doctor_id=schedule.doctor_id, department_id=schedule.department_id,
-                    campus_id=schedule.campus_id, day=schedule.day, period=schedule.period,
-                    fee_fen=schedule.fee_fen, average_consult_minutes=schedule.average_consult_minutes,
+                    id=schedule.id,
+                    doctor_id=schedule.doctor_id,
+                    department_id=schedule.department_id,
+                    campus_id=schedule.campus_id,
+                    day=schedule.day,
+                    period=schedule.period,
+                    fee_fen=schedule.fee_fen,
+                    average_consult_minutes=schedule.average_consult_minutes,
                     slots=open_slots,
                 )
             )

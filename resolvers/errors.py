@@ -79,9 +79,7 @@ class CreditDefaulted(DomainError):
     code = "CREDIT_DEFAULTED_HERE"
 
     def __init__(self, arrears_fen: int, appeal_url: str) -> None:
-        super().__init__(
-            "You have unpaid bills at this hospital. Top up your deposit to clear them, then try again."
-        )
+        super().__init__("You have unpaid bills at this hospital. Top up your deposit to clear them, then try again.")
         self.arrears_fen = arrears_fen
         self.appeal_url = appeal_url
 

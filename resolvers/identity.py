@@ -120,8 +120,12 @@ async def login_with_channel(
         token, opened = _open_session(s, account, channel, now, policy)
         await s.flush()
     viewer = Viewer(
-        account_id=account.id, role=account.role, display_name=account.display_name, channel=channel,
-        session_id=opened.id, his_staff_id=account.his_staff_id,
+        account_id=account.id,
+        role=account.role,
+        display_name=account.display_name,
+        channel=channel,
+        session_id=opened.id,
+        his_staff_id=account.his_staff_id,
     )
     return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at, new_account=new_account)
 
@@ -131,15 +135,26 @@ def _open_session(
 ) -> tuple[str, AuthSession]:
     token = secrets.token_urlsafe(32)
     row = AuthSession(
-        token_hash=token_hash(token), account_id=account.id or 0, channel=channel,
-        created_at=now, last_seen_at=now, expires_at=now + policy.absolute,
+        token_hash=token_hash(token),
+        account_id=account.id or 0,
+        channel=channel,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + policy.absolute,
     )
     s.add(row)
     return token, row
 
 
 async def login_with_password(
-    db: Database, clock: Clock, policy: SessionPolicy, *, username: str, password: str, channel: str, request_id: str = ""
+    db: Database,
+    clock: Clock,
+    policy: SessionPolicy,
+    *,
+    username: str,
+    password: str,
+    channel: str,
+    request_id: str = "",
 ) -> LoginResult:
     now = clock.now()
     async with db.reading() as s:
@@ -162,9 +177,15 @@ async def login_with_password(
                 .values(failed_attempts=0 if locked_until else failures, locked_until=locked_until)
             )
             audit.record(
-                s, at=now, actor_account_id=credential.account_id, actor_role="STAFF", action="login.failed",
-                target_type="account", target_id=str(credential.account_id),
-                detail={"locked": locked_until is not None}, request_id=request_id,
+                s,
+                at=now,
+                actor_account_id=credential.account_id,
+                actor_role="STAFF",
+                action="login.failed",
+                target_type="account",
+                target_id=str(credential.account_id),
+                detail={"locked": locked_until is not None},
+                request_id=request_id,
             )
         else:
             await s.execute(
@@ -179,8 +200,15 @@ async def login_with_password(
             token, opened = _open_session(s, account, channel, now, policy)
             await s.flush()
             audit.record(
-                s, at=now, actor_account_id=account.id, actor_role=account.role, action="login",
-                target_type="account", target_id=str(account.id), detail={"channel": channel}, request_id=request_id,
+                s,
+                at=now,
+                actor_account_id=account.id,
+                actor_role=account.role,
+                action="login",
+                target_type="account",
+                target_id=str(account.id),
+                detail={"channel": channel},
+                request_id=request_id,
             )
     if not ok:
         if locked_until is not None:
@@ -188,8 +216,13 @@ async def login_with_password(
         raise LoginFailed("Wrong username or password.")
     permissions = await _permissions(db, account)
     viewer = Viewer(
-        account_id=account.id, role=account.role, display_name=account.display_name, channel=channel,
-        session_id=opened.id, his_staff_id=account.his_staff_id, permissions=permissions,
+        account_id=account.id,
+        role=account.role,
+        display_name=account.display_name,
+        channel=channel,
+        session_id=opened.id,
+        his_staff_id=account.his_staff_id,
+        permissions=permissions,
     )
     return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at)
 
@@ -206,12 +239,16 @@ async def _permissions(db: Database, account: Account) -> frozenset[str]:
         return frozenset()
     async with db.reading() as s:
         rows = (
-            await s.execute(
-                select(RolePermission.permission)
-                .join(AccountRole, AccountRole.role_id == RolePermission.role_id)
-                .where(AccountRole.account_id == account.id)
+            (
+                await s.execute(
+                    select(RolePermission.permission)
+                    .join(AccountRole, AccountRole.role_id == RolePermission.role_id)
+                    .where(AccountRole.account_id == account.id)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     return frozenset(rows)
 
 
@@ -241,8 +278,13 @@ async def viewer_for_token(db: Database, clock: Clock, policy: SessionPolicy, to
                 update(AuthSession).where(AuthSession.id == session.id).values(last_seen_at=now)  # type: ignore[arg-type]
             )
     return Viewer(
-        account_id=account.id, role=account.role, display_name=account.display_name, channel=session.channel,
-        session_id=session.id, his_staff_id=account.his_staff_id, permissions=await _permissions(db, account),
+        account_id=account.id,
+        role=account.role,
+        display_name=account.display_name,
+        channel=session.channel,
+        session_id=session.id,
+        his_staff_id=account.his_staff_id,
+        permissions=await _permissions(db, account),
     )
 
 
@@ -258,8 +300,15 @@ async def logout(db: Database, clock: Clock, viewer: Viewer) -> None:
 
 
 async def create_staff(
-    db: Database, clock: Clock, *, role: str, username: str, password: str, display_name: str,
-    his_staff_id: str | None = None, operator_roles: dict[str, list[str]] | None = None,
+    db: Database,
+    clock: Clock,
+    *,
+    role: str,
+    username: str,
+    password: str,
+    display_name: str,
+    his_staff_id: str | None = None,
+    operator_roles: dict[str, list[str]] | None = None,
 ) -> int:
     """A staff account with a password; operators get permissions only through named roles."""
     if role not in STAFF_ROLES:

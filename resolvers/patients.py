@@ -147,7 +147,9 @@ def _validated(data: PatientInput, today: date) -> PatientInput:
     else:
         number = documents.normalize_document(data.document_type, data.document_number)
         if data.document_type == documents.PASSPORT and nationality in (None, ""):
-            raise InvalidInput("nationality", "Foreign nationals registering with a passport must give their nationality.")
+            raise InvalidInput(
+                "nationality", "Foreign nationals registering with a passport must give their nationality."
+            )
     if nationality is not None and (len(nationality) != 3 or not nationality.isalpha()):
         raise InvalidInput("nationality", "Nationality is a three-letter country code (ISO 3166), e.g. CHN, USA.")
     if birth_date is not None and birth_date > today:
@@ -195,7 +197,8 @@ async def add_patient(
         active = (
             await s.execute(
                 select(Patient.relationship, Patient.document_number_index).where(
-                    Patient.account_id == account_id, Patient.removed_at.is_(None)  # type: ignore[union-attr]
+                    Patient.account_id == account_id,
+                    Patient.removed_at.is_(None),  # type: ignore[union-attr]
                 )
             )
         ).all()
@@ -206,8 +209,14 @@ async def add_patient(
         if data.relationship == "SELF" and any(rel == "SELF" for rel, _ in active):
             raise NotAllowed("Your account already has a patient marked as yourself.", "SELF_EXISTS")
         row = Patient(
-            account_id=account_id, relationship=data.relationship, name=data.name, document_type=data.document_type,
-            document_number_enc="", document_number_index="", created_at=now, updated_at=now,
+            account_id=account_id,
+            relationship=data.relationship,
+            name=data.name,
+            document_type=data.document_type,
+            document_number_enc="",
+            document_number_index="",
+            created_at=now,
+            updated_at=now,
         )
         _apply(row, data, cipher)
         s.add(row)
@@ -229,10 +238,12 @@ async def update_patient(
     async with db.writing() as s:
         row = await _owned_row(s, account_id, patient_id)
         current = _view(row, cipher)
-        merged = PatientInput(**{
-            name: changes.get(name, getattr(current, name))  # type: ignore[misc]
-            for name in PatientInput.__dataclass_fields__
-        })
+        merged = PatientInput(
+            **{
+                name: changes.get(name, getattr(current, name))  # type: ignore[misc]
+                for name in PatientInput.__dataclass_fields__
+            }
+        )
         data = _validated(merged, local_date(now))
         if row.his_patient_id and (data.document_number != current.document_number or data.name != current.name):
             raise NotAllowed(
@@ -241,9 +252,13 @@ async def update_patient(
             )
         if data.relationship == "SELF" and current.relationship != "SELF":
             others = await s.execute(
-                select(func.count()).select_from(Patient).where(
-                    Patient.account_id == account_id, Patient.relationship == "SELF",
-                    Patient.removed_at.is_(None), Patient.id != patient_id,  # type: ignore[union-attr,arg-type]
+                select(func.count())
+                .select_from(Patient)
+                .where(
+                    Patient.account_id == account_id,
+                    Patient.relationship == "SELF",
+                    Patient.removed_at.is_(None),
+                    Patient.id != patient_id,  # type: ignore[union-attr,arg-type]
                 )
             )
             if others.scalar_one():
@@ -260,15 +275,21 @@ async def remove_patient(db: Database, clock: Clock, *, account_id: int, patient
         return row.id or 0
 
 
-async def patients_of_accounts(db: Database, cipher: FieldCipher, account_ids: Sequence[int]) -> list[list[PatientView]]:
+async def patients_of_accounts(
+    db: Database, cipher: FieldCipher, account_ids: Sequence[int]
+) -> list[list[PatientView]]:
     async with db.reading() as s:
         rows = (
-            await s.execute(
-                select(Patient)
-                .where(Patient.account_id.in_(account_ids), Patient.removed_at.is_(None))  # type: ignore[attr-defined,union-attr]
-                .order_by(Patient.id)
+            (
+                await s.execute(
+                    select(Patient)
+                    .where(Patient.account_id.in_(account_ids), Patient.removed_at.is_(None))  # type: ignore[attr-defined,union-attr]
+                    .order_by(Patient.id)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     grouped: dict[int, list[PatientView]] = {a: [] for a in account_ids}
     for row in rows:
         grouped[row.account_id].append(_view(row, cipher))
@@ -282,20 +303,28 @@ async def owned_patient(db: Database, cipher: FieldCipher, *, account_id: int, p
 
 def _card_view(row: MedicalCardBinding, cipher: FieldCipher) -> CardView:
     return CardView(
-        id=row.id or 0, patient_id=row.patient_id, card_no=cipher.decrypt(row.card_no_enc, context="card.card_no"),
-        card_type=row.card_type, his_patient_id=row.his_patient_id, bound_at=row.bound_at,
+        id=row.id or 0,
+        patient_id=row.patient_id,
+        card_no=cipher.decrypt(row.card_no_enc, context="card.card_no"),
+        card_type=row.card_type,
+        his_patient_id=row.his_patient_id,
+        bound_at=row.bound_at,
     )
 
 
 async def cards_of_patients(db: Database, cipher: FieldCipher, patient_ids: Sequence[int]) -> list[list[CardView]]:
     async with db.reading() as s:
         rows = (
-            await s.execute(
-                select(MedicalCardBinding)
-                .where(MedicalCardBinding.patient_id.in_(patient_ids))  # type: ignore[attr-defined]
-                .order_by(MedicalCardBinding.id)
+            (
+                await s.execute(
+                    select(MedicalCardBinding)
+                    .where(MedicalCardBinding.patient_id.in_(patient_ids))  # type: ignore[attr-defined]
+                    .order_by(MedicalCardBinding.id)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     grouped: dict[int, list[CardView]] = {p: [] for p in patient_ids}
     for row in rows:
         grouped[row.patient_id].append(_card_view(row, cipher))
@@ -345,9 +374,14 @@ async def create_hospital_record(
     try:
         card = await his.create_record(
             his_contract.PatientRecordInput(
-                name=patient.name, document_type=patient.document_type, document_number=patient.document_number,
-                gender=patient.gender, birth_date=patient.birth_date, phone=patient.phone,
-                nationality=patient.nationality, address=" ".join(filter(None, (patient.address, patient.address_detail))),
+                name=patient.name,
+                document_type=patient.document_type,
+                document_number=patient.document_number,
+                gender=patient.gender,
+                birth_date=patient.birth_date,
+                phone=patient.phone,
+                nationality=patient.nationality,
+                address=" ".join(filter(None, (patient.address, patient.address_detail))),
             )
         )
     except SourceRejected as exc:
@@ -369,9 +403,12 @@ async def _bind(
     try:
         async with db.writing() as s:
             row = MedicalCardBinding(
-                patient_id=patient_id, card_no_enc=cipher.encrypt(card.card_no, context="card.card_no"),
-                card_no_index=cipher.blind_index(card.card_no, context="card.card_no"), card_type=card.card_type,
-                his_patient_id=card.his_patient_id, bound_at=now,
+                patient_id=patient_id,
+                card_no_enc=cipher.encrypt(card.card_no, context="card.card_no"),
+                card_no_index=cipher.blind_index(card.card_no, context="card.card_no"),
+                card_type=card.card_type,
+                his_patient_id=card.his_patient_id,
+                bound_at=now,
             )
             s.add(row)
             patient = await s.get(Patient, patient_id)

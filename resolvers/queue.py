@@ -46,8 +46,13 @@ def position(
         state, ahead = PASSED, 0
     wait = ahead * snapshot.average_consult_minutes if state in (WAITING, NOT_CHECKED_IN) else 0
     return QueuePosition(
-        registration_id=registration_id, schedule_id=schedule_id, state=state, queue_number=queue_number,
-        called_number=called, ahead=ahead, estimated_wait_minutes=wait,
+        registration_id=registration_id,
+        schedule_id=schedule_id,
+        state=state,
+        queue_number=queue_number,
+        called_number=called,
+        ahead=ahead,
+        estimated_wait_minutes=wait,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+
 from datasources.clock import SHANGHAI, local_date
 from datasources.credit import contract as credit
 from datasources.errors import SourceRejected, SourceUnavailable
@@ -125,7 +126,13 @@ async def _check_geofence(deps: Deps, campus_id: str, location: Point) -> None:
 
 
 async def _register(
-    deps: Deps, *, patient: patients.PatientView, card_no: str, slot: c.Slot, kind: str, decision: CreditDecision,
+    deps: Deps,
+    *,
+    patient: patients.PatientView,
+    card_no: str,
+    slot: c.Slot,
+    kind: str,
+    decision: CreditDecision,
     fee_fen: int,
 ) -> c.Registration:
     """lock → confirm; unlock when confirming fails."""
@@ -133,7 +140,10 @@ async def _register(
     assert patient.his_patient_id is not None
     try:
         lock = await his.lock_slot(
-            slot_id=slot.id, his_patient_id=patient.his_patient_id, card_no=card_no, kind=kind,
+            slot_id=slot.id,
+            his_patient_id=patient.his_patient_id,
+            card_no=card_no,
+            kind=kind,
             lock_seconds=deps.rules.lock_seconds,
         )
     except SourceRejected as exc:
@@ -178,7 +188,9 @@ async def book_appointment(deps: Deps, *, account_id: int, patient_id: int, slot
     patient, card_no = await _bookable_patient(deps, account_id, patient_id)
     slot, schedule = await _slot_and_schedule(deps, slot_id)
     if slot.starts_at <= deps.clock.now():
-        raise NotAllowed("This slot has already started; choose a later one or use same-day registration.", "SLOT_STARTED")
+        raise NotAllowed(
+            "This slot has already started; choose a later one or use same-day registration.", "SLOT_STARTED"
+        )
     decision = await credit_decision(deps, patient)
     registration = await _register(
         deps, patient=patient, card_no=card_no, slot=slot, kind=APPOINTMENT, decision=decision, fee_fen=schedule.fee_fen
@@ -214,7 +226,12 @@ async def register_same_day(
         raise
     snapshot = await publish_queue(deps, checked.schedule_id)
     await _notify(deps, account_id, "REGISTRATION_CHECKED_IN", "Registered and checked in", _describe(checked))
-    return CheckedIn(checked, patient.id, decision, queue.position(checked.id, checked.schedule_id, checked.queue_number, checked.status, snapshot))
+    return CheckedIn(
+        checked,
+        patient.id,
+        decision,
+        queue.position(checked.id, checked.schedule_id, checked.queue_number, checked.status, snapshot),
+    )
 
 
 async def owned_registration(deps: Deps, *, account_id: int, registration_id: str) -> tuple[c.Registration, int]:
@@ -240,7 +257,10 @@ async def check_in(deps: Deps, *, account_id: int, registration_id: str, locatio
     now = deps.clock.now()
     registration, patient_id = await owned_registration(deps, account_id=account_id, registration_id=registration_id)
     if registration.status != "BOOKED":
-        raise NotAllowed(f"This registration is {registration.status.lower().replace('_', ' ')}; it cannot check in.", registration.status)
+        raise NotAllowed(
+            f"This registration is {registration.status.lower().replace('_', ' ')}; it cannot check in.",
+            registration.status,
+        )
     if local_date(registration.starts_at) != local_date(now):
         raise NotAllowed("Check-in opens on the day of the visit.", "NOT_VISIT_DAY")
     cutoff = registration.ends_at - deps.rules.take_number_cutoff
@@ -256,7 +276,12 @@ async def check_in(deps: Deps, *, account_id: int, registration_id: str, locatio
     except SourceUnavailable as exc:
         raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
     snapshot = await publish_queue(deps, checked.schedule_id)
-    return CheckedIn(checked, patient_id, decision, queue.position(checked.id, checked.schedule_id, checked.queue_number, checked.status, snapshot))
+    return CheckedIn(
+        checked,
+        patient_id,
+        decision,
+        queue.position(checked.id, checked.schedule_id, checked.queue_number, checked.status, snapshot),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +296,10 @@ async def cancel_registration(deps: Deps, *, account_id: int, registration_id: s
     if registration.kind == SAME_DAY:
         raise NotAllowed("Same-day registrations cannot be cancelled.", "SAME_DAY_NOT_CANCELLABLE")
     if registration.status != "BOOKED":
-        raise NotAllowed(f"This registration is {registration.status.lower().replace('_', ' ')}; it cannot be cancelled.", registration.status)
+        raise NotAllowed(
+            f"This registration is {registration.status.lower().replace('_', ' ')}; it cannot be cancelled.",
+            registration.status,
+        )
     cutoff = registration.starts_at - deps.rules.cancel_cutoff
     if deps.clock.now() >= cutoff:
         raise CutoffPassed("The time to cancel this appointment online has passed; please ask at the desk.", cutoff)
@@ -324,9 +352,15 @@ async def call_next(
     await deps.broker.publish(topics.queue(schedule_id), queue.event_of(snapshot))
     async with deps.db.writing() as s:
         audit.record(
-            s, at=deps.clock.now(), actor_account_id=actor_account_id, actor_role="DOCTOR", action="queue.call_next",
-            target_type="schedule", target_id=schedule_id,
-            detail={"registration": called.id, "number": called.queue_number}, request_id=request_id,
+            s,
+            at=deps.clock.now(),
+            actor_account_id=actor_account_id,
+            actor_role="DOCTOR",
+            action="queue.call_next",
+            target_type="schedule",
+            target_id=schedule_id,
+            detail={"registration": called.id, "number": called.queue_number},
+            request_id=request_id,
         )
     return snapshot, called
 

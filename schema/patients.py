@@ -75,11 +75,20 @@ class Patient:
     @staticmethod
     def of(x: patients.PatientView) -> Patient:
         return Patient(
-            id=strawberry.ID(str(x.id)), name=mask_name(x.name), relationship=x.relationship,
-            document_type=x.document_type, document_number=mask_document_number(x.document_number),
-            phone=mask_phone(x.phone) if x.phone else None, gender=x.gender, birth_date=x.birth_date,
-            nationality=x.nationality, ethnicity=x.ethnicity, occupation=x.occupation, address=x.address,
-            address_detail=x.address_detail, missing_fields=list(x.missing_fields),
+            id=strawberry.ID(str(x.id)),
+            name=mask_name(x.name),
+            relationship=x.relationship,
+            document_type=x.document_type,
+            document_number=mask_document_number(x.document_number),
+            phone=mask_phone(x.phone) if x.phone else None,
+            gender=x.gender,
+            birth_date=x.birth_date,
+            nationality=x.nationality,
+            ethnicity=x.ethnicity,
+            occupation=x.occupation,
+            address=x.address,
+            address_detail=x.address_detail,
+            missing_fields=list(x.missing_fields),
             has_hospital_record=x.his_patient_id is not None,
         )
 
@@ -171,7 +180,9 @@ class PatientsMutation:
         deps, viewer = info.context.deps, info.context.viewer
         data = patients.PatientInput(**{k: getattr(input, k) for k in patients.PatientInput.__dataclass_fields__})
         try:
-            view = await patients.add_patient(deps.db, deps.cipher, deps.clock, account_id=viewer.account_id or 0, data=data)
+            view = await patients.add_patient(
+                deps.db, deps.cipher, deps.clock, account_id=viewer.account_id or 0, data=data
+            )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
         return PatientSaved(patient=Patient.of(view))
@@ -186,8 +197,12 @@ class PatientsMutation:
         }
         try:
             view = await patients.update_patient(
-                deps.db, deps.cipher, deps.clock, account_id=viewer.account_id or 0,
-                patient_id=parse_id(input.patient_id), changes=changes,
+                deps.db,
+                deps.cipher,
+                deps.clock,
+                account_id=viewer.account_id or 0,
+                patient_id=parse_id(input.patient_id),
+                changes=changes,
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
@@ -210,24 +225,39 @@ class PatientsMutation:
         try:
             patient_id = parse_id(input.patient_id)
             card = await patients.bind_card(
-                deps.db, deps.cipher, deps.sources.his, deps.clock, account_id=viewer.account_id or 0,
-                patient_id=patient_id, ref=input.card_ref,
+                deps.db,
+                deps.cipher,
+                deps.sources.his,
+                deps.clock,
+                account_id=viewer.account_id or 0,
+                patient_id=patient_id,
+                ref=input.card_ref,
             )
-            view = await patients.owned_patient(deps.db, deps.cipher, account_id=viewer.account_id or 0, patient_id=patient_id)
+            view = await patients.owned_patient(
+                deps.db, deps.cipher, account_id=viewer.account_id or 0, patient_id=patient_id
+            )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
         return MedicalCardBound(card=MedicalCard.of(card), patient=Patient.of(view))
 
-    @strawberry.mutation(permission_classes=[IsPatient], description="建档: create the hospital record and bind its card.")
+    @strawberry.mutation(
+        permission_classes=[IsPatient], description="建档: create the hospital record and bind its card."
+    )
     async def create_hospital_record(self, info: Ctx, input: PatientRefInput) -> BindMedicalCardPayload:
         deps, viewer = info.context.deps, info.context.viewer
         try:
             patient_id = parse_id(input.patient_id)
             card = await patients.create_hospital_record(
-                deps.db, deps.cipher, deps.sources.his, deps.clock, account_id=viewer.account_id or 0,
+                deps.db,
+                deps.cipher,
+                deps.sources.his,
+                deps.clock,
+                account_id=viewer.account_id or 0,
                 patient_id=patient_id,
             )
-            view = await patients.owned_patient(deps.db, deps.cipher, account_id=viewer.account_id or 0, patient_id=patient_id)
+            view = await patients.owned_patient(
+                deps.db, deps.cipher, account_id=viewer.account_id or 0, patient_id=patient_id
+            )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
         return MedicalCardBound(card=MedicalCard.of(card), patient=Patient.of(view))
@@ -235,6 +265,8 @@ class PatientsMutation:
 
 def hospital_card(cipher, card: his_contract.MedicalCard) -> HospitalCard:  # type: ignore[no-untyped-def]
     return HospitalCard(
-        ref=patients.card_ref(cipher, card.card_no), card_no=mask_card_number(card.card_no),
-        card_type=card.card_type, created_at=card.created_at,
+        ref=patients.card_ref(cipher, card.card_no),
+        card_no=mask_card_number(card.card_no),
+        card_type=card.card_type,
+        created_at=card.created_at,
     )

@@ -47,8 +47,12 @@ class QueuePosition:
     @staticmethod
     def of(p: queue.QueuePosition) -> QueuePosition:
         return QueuePosition(
-            registration_id=strawberry.ID(p.registration_id), state=p.state, queue_number=p.queue_number,
-            called_number=p.called_number, ahead=p.ahead, estimated_wait_minutes=p.estimated_wait_minutes,
+            registration_id=strawberry.ID(p.registration_id),
+            state=p.state,
+            queue_number=p.queue_number,
+            called_number=p.called_number,
+            ahead=p.ahead,
+            estimated_wait_minutes=p.estimated_wait_minutes,
         )
 
 
@@ -73,10 +77,19 @@ class Registration:
     @staticmethod
     def of(r: c.Registration, patient_id: int) -> Registration:
         return Registration(
-            id=strawberry.ID(r.id), kind=r.kind, status=r.status, payment_status=r.payment_status,
-            fee=Money(fen=r.fee_fen), starts_at=r.starts_at, ends_at=r.ends_at, created_at=r.created_at,
-            hold_expires_at=r.hold_expires_at, queue_number=r.queue_number, schedule_id=strawberry.ID(r.schedule_id),
-            _source=r, _patient_id=patient_id,
+            id=strawberry.ID(r.id),
+            kind=r.kind,
+            status=r.status,
+            payment_status=r.payment_status,
+            fee=Money(fen=r.fee_fen),
+            starts_at=r.starts_at,
+            ends_at=r.ends_at,
+            created_at=r.created_at,
+            hold_expires_at=r.hold_expires_at,
+            queue_number=r.queue_number,
+            schedule_id=strawberry.ID(r.schedule_id),
+            _source=r,
+            _patient_id=patient_id,
         )
 
     @strawberry.field
@@ -186,7 +199,11 @@ class PatientCalled:
 
 
 _COMMON = (
-    NotFoundError | NotAllowedError | InvalidInputError | ServiceUnavailableError | MissingPatientInformationError
+    NotFoundError
+    | NotAllowedError
+    | InvalidInputError
+    | ServiceUnavailableError
+    | MissingPatientInformationError
     | MedicalCardRequiredError
 )
 BookAppointmentPayload = Annotated[
@@ -194,8 +211,13 @@ BookAppointmentPayload = Annotated[
     strawberry.union("BookAppointmentPayload"),
 ]
 RegisterSameDayPayload = Annotated[
-    CheckedIn | SlotTakenError | AlreadyRegisteredError | CreditDefaultedError | OutsideGeofenceError
-    | CutoffPassedError | _COMMON,
+    CheckedIn
+    | SlotTakenError
+    | AlreadyRegisteredError
+    | CreditDefaultedError
+    | OutsideGeofenceError
+    | CutoffPassedError
+    | _COMMON,
     strawberry.union("RegisterSameDayPayload"),
 ]
 CheckInPayload = Annotated[
@@ -206,7 +228,8 @@ CancelRegistrationPayload = Annotated[
     RegistrationCancelled | CutoffPassedError | _COMMON, strawberry.union("CancelRegistrationPayload")
 ]
 CallNextPatientPayload = Annotated[
-    PatientCalled | NotFoundError | NotAllowedError | ServiceUnavailableError, strawberry.union("CallNextPatientPayload")
+    PatientCalled | NotFoundError | NotAllowedError | ServiceUnavailableError,
+    strawberry.union("CallNextPatientPayload"),
 ]
 
 
@@ -218,7 +241,8 @@ def _checked_in(result: registration.CheckedIn) -> CheckedIn:
     return CheckedIn(
         registration=Registration.of(result.registration, result.patient_id),
         queue_position=QueuePosition.of(result.position),
-        pay_later_eligible=result.credit.pay_later_eligible, credit_status=result.credit.status,
+        pay_later_eligible=result.credit.pay_later_eligible,
+        credit_status=result.credit.status,
         notice=result.credit.notice,
     )
 
@@ -236,7 +260,8 @@ class RegistrationMutation:
             return user_error(exc)  # type: ignore[return-value]
         return AppointmentBooked(
             registration=Registration.of(booked.registration, booked.patient_id),
-            pay_later_eligible=booked.credit.pay_later_eligible, credit_status=booked.credit.status,
+            pay_later_eligible=booked.credit.pay_later_eligible,
+            credit_status=booked.credit.status,
             notice=booked.credit.notice,
         )
 
@@ -245,8 +270,11 @@ class RegistrationMutation:
         deps, viewer = info.context.deps, info.context.viewer
         try:
             result = await registration.register_same_day(
-                deps, account_id=viewer.account_id or 0, patient_id=parse_id(input.patient_id),
-                slot_id=input.slot_id, location=_point(input.location),
+                deps,
+                account_id=viewer.account_id or 0,
+                patient_id=parse_id(input.patient_id),
+                slot_id=input.slot_id,
+                location=_point(input.location),
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
@@ -257,7 +285,9 @@ class RegistrationMutation:
         deps, viewer = info.context.deps, info.context.viewer
         try:
             result = await registration.check_in(
-                deps, account_id=viewer.account_id or 0, registration_id=input.registration_id,
+                deps,
+                account_id=viewer.account_id or 0,
+                registration_id=input.registration_id,
                 location=_point(input.location),
             )
         except DomainError as exc:
@@ -282,17 +312,22 @@ class RegistrationMutation:
         deps, viewer = info.context.deps, info.context.viewer
         try:
             snapshot, called = await registration.call_next(
-                deps, doctor_his_id=viewer.his_staff_id, schedule_id=input.schedule_id,
-                actor_account_id=viewer.account_id, request_id=info.context.request_id,
+                deps,
+                doctor_his_id=viewer.his_staff_id,
+                schedule_id=input.schedule_id,
+                actor_account_id=viewer.account_id,
+                request_id=info.context.request_id,
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
         return PatientCalled(
             queue=QueueState(
-                schedule_id=strawberry.ID(snapshot.schedule_id), called_number=snapshot.called_number,
+                schedule_id=strawberry.ID(snapshot.schedule_id),
+                called_number=snapshot.called_number,
                 waiting=list(snapshot.waiting),
             ),
-            registration_id=strawberry.ID(called.id), queue_number=called.queue_number,
+            registration_id=strawberry.ID(called.id),
+            queue_number=called.queue_number,
         )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, ValidationCache
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from datasources.clock import SHANGHAI
 from schema.catalog import CatalogQuery
@@ -47,8 +49,14 @@ DateTime = strawberry.scalar(
 )
 
 
+class BFFSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Expected errors (validation, permissions, business rules) are not logged as failures;
+        the unexpected ones are logged once, with the request id, by ``bff.errors.ErrorPolicy``."""
+
+
 def build_schema(extra_extensions: list | None = None) -> strawberry.Schema:  # type: ignore[type-arg]
-    return strawberry.Schema(
+    return BFFSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

@@ -84,6 +84,7 @@ class PatientHandle:
     patient_id: str
     name: str
     document_number: str
+    subject: str
 
 
 class Hospital:
@@ -143,7 +144,8 @@ class Hospital:
         with_card: bool = True,
     ) -> PatientHandle:
         """A logged-in account with one complete patient, a HIS card, and a credit record."""
-        client, token, account_id = await self.login(client_url)
+        subject = f"openid-{next(_sequence)}"
+        client, token, account_id = await self.login(client_url, subject)
         data = complete_patient(name)
         added = (await client.execute(ADD_PATIENT, {"input": data}))["addPatient"]
         assert added["__typename"] == "PatientSaved", added
@@ -158,4 +160,10 @@ class Hospital:
                 arrears_here_fen=arrears_fen if credit == "DEFAULTED_HERE" else 0,
                 arrears_elsewhere_fen=arrears_fen if credit == "DEFAULTED_ELSEWHERE" else 0,
             )
-        return PatientHandle(client, token, account_id, patient_id, name, data["documentNumber"])
+        return PatientHandle(client, token, account_id, patient_id, name, data["documentNumber"], subject)
+
+    async def relogin(self, client_url: str, handle: PatientHandle) -> PatientHandle:
+        """A new session for the same account, e.g. after the clock moved past the idle limit."""
+        client, token, _ = await self.login(client_url, handle.subject)
+        handle.client, handle.token = client, token
+        return handle

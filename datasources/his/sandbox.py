@@ -369,13 +369,17 @@ class SandboxHIS:
     async def unlock_slot(self, lock_id: str) -> None:
         async with self.db.writing() as s:
             rows = (
-                await s.execute(
-                    select(HisRegistration).where(
-                        HisRegistration.id.in_(_ids([lock_id])),  # type: ignore[union-attr]
-                        HisRegistration.status == "LOCKED",
+                (
+                    await s.execute(
+                        select(HisRegistration).where(
+                            HisRegistration.id.in_(_ids([lock_id])),  # type: ignore[union-attr]
+                            HisRegistration.status == "LOCKED",
+                        )
                     )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             for row in rows:
                 await self._end(s, row, "RELEASED", self.clock.now())
 
@@ -497,11 +501,17 @@ class SandboxHIS:
             at, ident = _decode_cursor(after)
             if ascending:
                 stmt = stmt.where(
-                    or_(HisRegistration.starts_at > at, and_(HisRegistration.starts_at == at, HisRegistration.id > ident))  # type: ignore[operator]
+                    or_(
+                        HisRegistration.starts_at > at,
+                        and_(HisRegistration.starts_at == at, HisRegistration.id > ident),
+                    )  # type: ignore[operator]
                 )
             else:
                 stmt = stmt.where(
-                    or_(HisRegistration.starts_at < at, and_(HisRegistration.starts_at == at, HisRegistration.id < ident))  # type: ignore[operator]
+                    or_(
+                        HisRegistration.starts_at < at,
+                        and_(HisRegistration.starts_at == at, HisRegistration.id < ident),
+                    )  # type: ignore[operator]
                 )
         async with self.db.reading() as s:
             rows = list((await s.execute(stmt)).scalars().all())
@@ -563,12 +573,16 @@ class SandboxHIS:
             schedule.called_number = nxt.queue_number
             await s.flush()
             waiting = (
-                await s.execute(
-                    select(HisRegistration.queue_number)
-                    .where(HisRegistration.schedule_id == nxt.schedule_id, HisRegistration.status == "CHECKED_IN")  # type: ignore[arg-type]
-                    .order_by(HisRegistration.queue_number)
+                (
+                    await s.execute(
+                        select(HisRegistration.queue_number)
+                        .where(HisRegistration.schedule_id == nxt.schedule_id, HisRegistration.status == "CHECKED_IN")  # type: ignore[arg-type]
+                        .order_by(HisRegistration.queue_number)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             snapshot = c.QueueSnapshot(
                 schedule_id=str(schedule.id),
                 called_number=schedule.called_number,
@@ -593,15 +607,21 @@ class SandboxHISAdmin:
 
     async def add_campus(self, name: str, address: str, latitude: float, longitude: float, system: str) -> str:
         async with self.db.writing() as s:
-            row = HisCampus(name=name, address=address, latitude=latitude, longitude=longitude, coordinate_system=system)
+            row = HisCampus(
+                name=name, address=address, latitude=latitude, longitude=longitude, coordinate_system=system
+            )
             s.add(row)
             await s.flush()
             return str(row.id)
 
-    async def add_department(self, campus_id: str, name: str, parent_id: str | None = None, introduction: str = "") -> str:
+    async def add_department(
+        self, campus_id: str, name: str, parent_id: str | None = None, introduction: str = ""
+    ) -> str:
         async with self.db.writing() as s:
             row = HisDepartment(
-                campus_id=int(campus_id), name=name, introduction=introduction,
+                campus_id=int(campus_id),
+                name=name,
+                introduction=introduction,
                 parent_id=int(parent_id) if parent_id else None,
             )
             s.add(row)
@@ -609,20 +629,38 @@ class SandboxHISAdmin:
             return str(row.id)
 
     async def add_doctor(
-        self, department_id: str, name: str, title: str, specialty: str, *, introduction: str = "",
-        avatar_url: str = "", internet_hospital_url: str | None = None,
+        self,
+        department_id: str,
+        name: str,
+        title: str,
+        specialty: str,
+        *,
+        introduction: str = "",
+        avatar_url: str = "",
+        internet_hospital_url: str | None = None,
     ) -> str:
         async with self.db.writing() as s:
             row = HisDoctor(
-                department_id=int(department_id), name=name, title=title, specialty=specialty,
-                introduction=introduction, avatar_url=avatar_url, internet_hospital_url=internet_hospital_url,
+                department_id=int(department_id),
+                name=name,
+                title=title,
+                specialty=specialty,
+                introduction=introduction,
+                avatar_url=avatar_url,
+                internet_hospital_url=internet_hospital_url,
             )
             s.add(row)
             await s.flush()
             return str(row.id)
 
     async def add_schedule(
-        self, doctor_id: str, day: date, period: str, *, fee_fen: int, slots: list[tuple[datetime, datetime, int]],
+        self,
+        doctor_id: str,
+        day: date,
+        period: str,
+        *,
+        fee_fen: int,
+        slots: list[tuple[datetime, datetime, int]],
         average_consult_minutes: int = 10,
     ) -> tuple[str, list[str]]:
         """Publishes a session with its slots (start, end, capacity); returns their ids."""
@@ -632,8 +670,13 @@ class SandboxHISAdmin:
             if doctor is None or department is None:
                 raise ValueError(f"no doctor {doctor_id}")
             schedule = HisSchedule(
-                doctor_id=doctor.id or 0, department_id=department.id or 0, campus_id=department.campus_id,
-                day=day, period=period, fee_fen=fee_fen, average_consult_minutes=average_consult_minutes,
+                doctor_id=doctor.id or 0,
+                department_id=department.id or 0,
+                campus_id=department.campus_id,
+                day=day,
+                period=period,
+                fee_fen=fee_fen,
+                average_consult_minutes=average_consult_minutes,
             )
             s.add(schedule)
             await s.flush()

@@ -83,7 +83,7 @@ async def test_a_foreign_national_registers_with_a_passport_and_nationality(serv
 async def test_an_incomplete_record_lists_what_is_missing_and_cannot_bind_a_card_until_completed(
     server: LiveServer,
 ) -> None:
-    hospital, client = await _account(server)
+    _, client = await _account(server)
     data = {"name": "张小三", "relationship": "CHILD", "documentType": "RESIDENT_ID",
             "documentNumber": resident_id("20180808")}
     patient = (await client.execute(ADD_PATIENT, {"input": data}))["addPatient"]["patient"]
@@ -99,7 +99,7 @@ async def test_an_incomplete_record_lists_what_is_missing_and_cannot_bind_a_card
 
 
 async def test_cards_the_hospital_already_holds_are_found_by_name_and_id_and_bound(server: LiveServer) -> None:
-    hospital, client = await _account(server)
+    _, client = await _account(server)
     number = resident_id()
     desk_card = await server.deps.sources.his.create_record(PatientRecordInput(
         name="张三", document_type="RESIDENT_ID", document_number=number, gender="MALE", birth_date=None,

@@ -10,8 +10,8 @@ from realtime.broker import Broker, MemoryBroker, broker_from_url
 from tests.conftest import REDIS_URL, open_broker
 
 
-async def _next(events, timeout: float = 5.0):  # type: ignore[no-untyped-def]
-    return await asyncio.wait_for(anext(events), timeout)
+async def _next(events, wait_s: float = 5.0):  # type: ignore[no-untyped-def]
+    return await asyncio.wait_for(anext(events), wait_s)
 
 
 async def test_a_subscriber_receives_what_is_published_after_it_subscribed_in_order(broker: Broker) -> None:
