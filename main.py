@@ -19,7 +19,7 @@ from datasources.store.fieldcrypt import FieldCipher
 
 
 async def _prepare(settings: Settings) -> bool:
-    db = Database(settings.database_url, pool_size=1)
+    db = Database(settings.database_url, pool_size=1, schema=settings.database_schema)
     try:
         return await load_demo(db, FieldCipher(master_key(settings)), SystemClock())
     finally:
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, settings.database_schema)
     if settings.load_demo_data and not args.no_demo:
         fresh = asyncio.run(_prepare(settings))
         print("\nDemo data " + ("loaded." if fresh else "already present.") + " Log in at /graphql with:")

@@ -10,15 +10,17 @@ from alembic.config import Config
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, schema: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.attributes["schema"] = schema
     return config
 
 
-def upgrade(database_url: str) -> None:
-    command.upgrade(alembic_config(database_url), "head")
+def upgrade(database_url: str, schema: str | None = None) -> None:
+    """``schema``: PostgreSQL only, the search_path holding the tables (Settings.database_schema)."""
+    command.upgrade(alembic_config(database_url, schema), "head")
 
 
 if __name__ == "__main__":

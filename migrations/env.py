@@ -25,7 +25,9 @@ def _run(connection: Connection) -> None:
 
 
 async def _online() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", pool_size=1)
+    engine = create_engine(
+        config.get_main_option("sqlalchemy.url") or "", pool_size=1, schema=config.attributes.get("schema")
+    )
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()
