@@ -6,11 +6,13 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from datasources.channels.contract import ChannelLogin
 from datasources.clock import Clock
@@ -101,7 +103,7 @@ async def login_with_channel(
         identity = (
             await s.execute(
                 select(ChannelIdentity).where(
-                    ChannelIdentity.channel == subject.channel, ChannelIdentity.subject == subject.subject
+                    col(ChannelIdentity.channel) == subject.channel, col(ChannelIdentity.subject) == subject.subject
                 )
             )
         ).scalar_one_or_none()
@@ -159,62 +161,37 @@ async def login_with_password(
     now = clock.now()
     async with db.reading() as s:
         credential = (
-            await s.execute(select(StaffCredential).where(StaffCredential.username == username.strip()))
+            await s.execute(select(StaffCredential).where(col(StaffCredential.username) == username.strip()))
         ).scalar_one_or_none()
     if credential is None:
         _verify(_DUMMY_HASH, password)  # same cost as a real check: no username probing by timing
         raise LoginFailed("Wrong username or password.")
     if credential.locked_until is not None and credential.locked_until > now:
         raise AccountLocked(credential.locked_until)
-    ok = _verify(credential.password_hash, password)
+    if not _verify(credential.password_hash, password):
+        await _record_failure(db, credential, now, policy, request_id)
     async with db.writing() as s:
-        if not ok:
-            failures = credential.failed_attempts + 1
-            locked_until = now + policy.lockout if failures >= policy.max_failures else None
-            await s.execute(
-                update(StaffCredential)
-                .where(StaffCredential.account_id == credential.account_id)  # type: ignore[arg-type]
-                .values(failed_attempts=0 if locked_until else failures, locked_until=locked_until)
-            )
-            audit.record(
-                s,
-                at=now,
-                actor_account_id=credential.account_id,
-                actor_role="STAFF",
-                action="login.failed",
-                target_type="account",
-                target_id=str(credential.account_id),
-                detail={"locked": locked_until is not None},
-                request_id=request_id,
-            )
-        else:
-            await s.execute(
-                update(StaffCredential)
-                .where(StaffCredential.account_id == credential.account_id)  # type: ignore[arg-type]
-                .values(failed_attempts=0, locked_until=None)
-            )
-            account = await s.get(Account, credential.account_id)
-            assert account is not None
-            if account.disabled_at is not None:
-                raise LoginFailed("This account is disabled; contact the hospital.")
-            token, opened = _open_session(s, account, channel, now, policy)
-            await s.flush()
-            audit.record(
-                s,
-                at=now,
-                actor_account_id=account.id,
-                actor_role=account.role,
-                action="login",
-                target_type="account",
-                target_id=str(account.id),
-                detail={"channel": channel},
-                request_id=request_id,
-            )
-    if not ok:
-        if locked_until is not None:
-            raise AccountLocked(locked_until)
-        raise LoginFailed("Wrong username or password.")
-    permissions = await _permissions(db, account)
+        await s.execute(
+            update(StaffCredential)
+            .where(col(StaffCredential.account_id) == credential.account_id)
+            .values(failed_attempts=0, locked_until=None)
+        )
+        account = await s.get(Account, credential.account_id)
+        if account is None or account.disabled_at is not None:
+            raise LoginFailed("This account is disabled; contact the hospital.")
+        token, opened = _open_session(s, account, channel, now, policy)
+        await s.flush()
+        audit.record(
+            s,
+            at=now,
+            actor_account_id=account.id,
+            actor_role=account.role,
+            action="login",
+            target_type="account",
+            target_id=str(account.id),
+            detail={"channel": channel},
+            request_id=request_id,
+        )
     viewer = Viewer(
         account_id=account.id,
         role=account.role,
@@ -222,9 +199,37 @@ async def login_with_password(
         channel=channel,
         session_id=opened.id,
         his_staff_id=account.his_staff_id,
-        permissions=permissions,
+        permissions=await _permissions(db, account),
     )
     return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at)
+
+
+async def _record_failure(
+    db: Database, credential: StaffCredential, now: datetime, policy: SessionPolicy, request_id: str
+) -> NoReturn:
+    """Counts a wrong password; the last allowed one locks the account for a while."""
+    failures = credential.failed_attempts + 1
+    locked_until = now + policy.lockout if failures >= policy.max_failures else None
+    async with db.writing() as s:
+        await s.execute(
+            update(StaffCredential)
+            .where(col(StaffCredential.account_id) == credential.account_id)
+            .values(failed_attempts=0 if locked_until else failures, locked_until=locked_until)
+        )
+        audit.record(
+            s,
+            at=now,
+            actor_account_id=credential.account_id,
+            actor_role="STAFF",
+            action="login.failed",
+            target_type="account",
+            target_id=str(credential.account_id),
+            detail={"locked": locked_until is not None},
+            request_id=request_id,
+        )
+    if locked_until is not None:
+        raise AccountLocked(locked_until)
+    raise LoginFailed("Wrong username or password.")
 
 
 def _verify(hashed: str, password: str) -> bool:
@@ -241,9 +246,9 @@ async def _permissions(db: Database, account: Account) -> frozenset[str]:
         rows = (
             (
                 await s.execute(
-                    select(RolePermission.permission)
-                    .join(AccountRole, AccountRole.role_id == RolePermission.role_id)
-                    .where(AccountRole.account_id == account.id)
+                    select(col(RolePermission.permission))
+                    .join(AccountRole, col(AccountRole.role_id) == col(RolePermission.role_id))
+                    .where(col(AccountRole.account_id) == account.id)
                 )
             )
             .scalars()
@@ -259,8 +264,8 @@ async def viewer_for_token(db: Database, clock: Clock, policy: SessionPolicy, to
         row = (
             await s.execute(
                 select(AuthSession, Account)
-                .join(Account, Account.id == AuthSession.account_id)
-                .where(AuthSession.token_hash == token_hash(token))
+                .join(Account, col(Account.id) == col(AuthSession.account_id))
+                .where(col(AuthSession.token_hash) == token_hash(token))
             )
         ).first()
     if row is None:
@@ -274,9 +279,7 @@ async def viewer_for_token(db: Database, clock: Clock, policy: SessionPolicy, to
         raise NotAuthenticated("This account is disabled; contact the hospital.")
     if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
         async with db.writing() as s:
-            await s.execute(
-                update(AuthSession).where(AuthSession.id == session.id).values(last_seen_at=now)  # type: ignore[arg-type]
-            )
+            await s.execute(update(AuthSession).where(col(AuthSession.id) == session.id).values(last_seen_at=now))
     return Viewer(
         account_id=account.id,
         role=account.role,
@@ -294,7 +297,7 @@ async def logout(db: Database, clock: Clock, viewer: Viewer) -> None:
     async with db.writing() as s:
         await s.execute(
             update(AuthSession)
-            .where(AuthSession.id == viewer.session_id, AuthSession.revoked_at.is_(None))  # type: ignore[arg-type,union-attr]
+            .where(col(AuthSession.id) == viewer.session_id, col(AuthSession.revoked_at).is_(None))
             .values(revoked_at=clock.now())
         )
 
@@ -320,7 +323,7 @@ async def create_staff(
         await s.flush()
         s.add(StaffCredential(account_id=account.id or 0, username=username, password_hash=hash_password(password)))
         for name, permissions in (operator_roles or {}).items():
-            found = (await s.execute(select(OperatorRole).where(OperatorRole.name == name))).scalar_one_or_none()
+            found = (await s.execute(select(OperatorRole).where(col(OperatorRole.name) == name))).scalar_one_or_none()
             if found is None:
                 found = OperatorRole(name=name)
                 s.add(found)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from datasources.store.db import Database
 from datasources.store.models import Notification
@@ -20,9 +21,9 @@ async def unread_counts(db: Database, account_ids: Sequence[int]) -> list[int]:
     async with db.reading() as s:
         rows = (
             await s.execute(
-                select(Notification.account_id, func.count())
-                .where(Notification.account_id.in_(account_ids), Notification.read_at.is_(None))  # type: ignore[attr-defined,union-attr]
-                .group_by(Notification.account_id)
+                select(col(Notification.account_id), func.count())
+                .where(col(Notification.account_id).in_(account_ids), col(Notification.read_at).is_(None))
+                .group_by(col(Notification.account_id))
             )
         ).all()
     counts = {account_id: n for account_id, n in rows}

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from datasources.clock import Clock, local_date
 from datasources.errors import SourceRejected, SourceUnavailable
@@ -196,9 +198,9 @@ async def add_patient(
     async with db.writing() as s:
         active = (
             await s.execute(
-                select(Patient.relationship, Patient.document_number_index).where(
-                    Patient.account_id == account_id,
-                    Patient.removed_at.is_(None),  # type: ignore[union-attr]
+                select(col(Patient.relationship), col(Patient.document_number_index)).where(
+                    col(Patient.account_id) == account_id,
+                    col(Patient.removed_at).is_(None),
                 )
             )
         ).all()
@@ -232,17 +234,14 @@ async def _owned_row(s: AsyncSession, account_id: int, patient_id: int) -> Patie
 
 
 async def update_patient(
-    db: Database, cipher: FieldCipher, clock: Clock, *, account_id: int, patient_id: int, changes: dict[str, object]
+    db: Database, cipher: FieldCipher, clock: Clock, *, account_id: int, patient_id: int, changes: dict[str, Any]
 ) -> PatientView:
     now = clock.now()
     async with db.writing() as s:
         row = await _owned_row(s, account_id, patient_id)
         current = _view(row, cipher)
-        merged = PatientInput(
-            **{
-                name: changes.get(name, getattr(current, name))  # type: ignore[misc]
-                for name in PatientInput.__dataclass_fields__
-            }
+        merged = replace(
+            PatientInput(**{name: getattr(current, name) for name in PatientInput.__dataclass_fields__}), **changes
         )
         data = _validated(merged, local_date(now))
         if row.his_patient_id and (data.document_number != current.document_number or data.name != current.name):
@@ -255,10 +254,10 @@ async def update_patient(
                 select(func.count())
                 .select_from(Patient)
                 .where(
-                    Patient.account_id == account_id,
-                    Patient.relationship == "SELF",
-                    Patient.removed_at.is_(None),
-                    Patient.id != patient_id,  # type: ignore[union-attr,arg-type]
+                    col(Patient.account_id) == account_id,
+                    col(Patient.relationship) == "SELF",
+                    col(Patient.removed_at).is_(None),
+                    col(Patient.id) != patient_id,
                 )
             )
             if others.scalar_one():
@@ -283,8 +282,8 @@ async def patients_of_accounts(
             (
                 await s.execute(
                     select(Patient)
-                    .where(Patient.account_id.in_(account_ids), Patient.removed_at.is_(None))  # type: ignore[attr-defined,union-attr]
-                    .order_by(Patient.id)
+                    .where(col(Patient.account_id).in_(account_ids), col(Patient.removed_at).is_(None))
+                    .order_by(col(Patient.id))
                 )
             )
             .scalars()
@@ -318,8 +317,8 @@ async def cards_of_patients(db: Database, cipher: FieldCipher, patient_ids: Sequ
             (
                 await s.execute(
                     select(MedicalCardBinding)
-                    .where(MedicalCardBinding.patient_id.in_(patient_ids))  # type: ignore[attr-defined]
-                    .order_by(MedicalCardBinding.id)
+                    .where(col(MedicalCardBinding.patient_id).in_(patient_ids))
+                    .order_by(col(MedicalCardBinding.id))
                 )
             )
             .scalars()

@@ -6,6 +6,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import or_, update
+from sqlmodel import col
 
 from datasources.channels import contract as c
 from datasources.channels.tables import ChannelLoginCode
@@ -28,13 +29,13 @@ class SandboxChannelLogin:
             result = await s.execute(
                 update(ChannelLoginCode)
                 .where(
-                    ChannelLoginCode.code == code,  # type: ignore[arg-type]
-                    ChannelLoginCode.channel == channel,  # type: ignore[arg-type]
-                    or_(ChannelLoginCode.reusable, ChannelLoginCode.used_at.is_(None)),  # type: ignore[arg-type,union-attr]
-                    or_(ChannelLoginCode.expires_at.is_(None), ChannelLoginCode.expires_at > now),  # type: ignore[union-attr,operator]
+                    col(ChannelLoginCode.code) == code,
+                    col(ChannelLoginCode.channel) == channel,
+                    or_(col(ChannelLoginCode.reusable), col(ChannelLoginCode.used_at).is_(None)),
+                    or_(col(ChannelLoginCode.expires_at).is_(None), col(ChannelLoginCode.expires_at) > now),
                 )
                 .values(used_at=now)
-                .returning(ChannelLoginCode.subject)
+                .returning(col(ChannelLoginCode.subject))
             )
             subject = result.scalar_one_or_none()
         if subject is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from datasources.credit import contract as c
 from datasources.credit.tables import CreditControl, CreditRecord
@@ -23,7 +24,7 @@ class SandboxCreditPlatform:
                 raise SourceUnavailable("credit", "the provincial credit platform is not answering")
             row = (
                 await s.execute(
-                    select(CreditRecord).where(CreditRecord.document_number == document_number.strip().upper())
+                    select(CreditRecord).where(col(CreditRecord.document_number) == document_number.strip().upper())
                 )
             ).scalar_one_or_none()
         if row is None or row.name != name:

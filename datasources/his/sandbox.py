@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 from datetime import date, datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from datasources.clock import Clock, local_datetime
 from datasources.errors import SourceRejected
@@ -34,6 +37,11 @@ def _ids(ids: list[str]) -> list[int]:
         if value.isdigit():
             out.append(int(value))
     return out
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE matched: how conditional updates tell who won."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def _reject(code: str, detail: str = "") -> SourceRejected:
@@ -145,42 +153,42 @@ class SandboxHIS:
     # Catalog -------------------------------------------------------------------------------
     async def campuses(self) -> list[c.Campus]:
         async with self.db.reading() as s:
-            rows = (await s.execute(select(HisCampus).order_by(HisCampus.id))).scalars().all()
+            rows = (await s.execute(select(HisCampus).order_by(col(HisCampus.id)))).scalars().all()
         return [to_campus(r) for r in rows]
 
     async def departments(self, campus_id: str | None = None) -> list[c.Department]:
-        stmt = select(HisDepartment).order_by(HisDepartment.id)
+        stmt = select(HisDepartment).order_by(col(HisDepartment.id))
         if campus_id is not None:
-            stmt = stmt.where(HisDepartment.campus_id.in_(_ids([campus_id])))  # type: ignore[attr-defined]
+            stmt = stmt.where(col(HisDepartment.campus_id).in_(_ids([campus_id])))
         async with self.db.reading() as s:
             rows = (await s.execute(stmt)).scalars().all()
         return [to_department(r) for r in rows]
 
     async def departments_by_ids(self, ids: list[str]) -> list[c.Department]:
         async with self.db.reading() as s:
-            stmt = select(HisDepartment).where(HisDepartment.id.in_(_ids(ids)))  # type: ignore[union-attr]
+            stmt = select(HisDepartment).where(col(HisDepartment.id).in_(_ids(ids)))
             rows = (await s.execute(stmt)).scalars().all()
         return [to_department(r) for r in rows]
 
     async def doctors(
         self, *, department_id: str | None, campus_id: str | None, after: str | None, first: int
     ) -> list[c.Doctor]:
-        stmt = select(HisDoctor).order_by(HisDoctor.id).limit(first)
+        stmt = select(HisDoctor).order_by(col(HisDoctor.id)).limit(first)
         if department_id is not None:
-            stmt = stmt.where(HisDoctor.department_id.in_(_ids([department_id])))  # type: ignore[attr-defined]
+            stmt = stmt.where(col(HisDoctor.department_id).in_(_ids([department_id])))
         if campus_id is not None:
-            stmt = stmt.join(HisDepartment, HisDepartment.id == HisDoctor.department_id).where(
-                HisDepartment.campus_id.in_(_ids([campus_id]))  # type: ignore[attr-defined]
+            stmt = stmt.join(HisDepartment, col(HisDepartment.id) == col(HisDoctor.department_id)).where(
+                col(HisDepartment.campus_id).in_(_ids([campus_id]))
             )
         if after is not None and after.isdigit():
-            stmt = stmt.where(HisDoctor.id > int(after))  # type: ignore[operator]
+            stmt = stmt.where(col(HisDoctor.id) > int(after))
         async with self.db.reading() as s:
             rows = (await s.execute(stmt)).scalars().all()
         return [to_doctor(r) for r in rows]
 
     async def doctors_by_ids(self, ids: list[str]) -> list[c.Doctor]:
         async with self.db.reading() as s:
-            stmt = select(HisDoctor).where(HisDoctor.id.in_(_ids(ids)))  # type: ignore[union-attr]
+            stmt = select(HisDoctor).where(col(HisDoctor.id).in_(_ids(ids)))
             rows = (await s.execute(stmt)).scalars().all()
         return [to_doctor(r) for r in rows]
 
@@ -188,7 +196,7 @@ class SandboxHIS:
         if not schedules:
             return []
         ids = [sc.id for sc in schedules]
-        slots = (await s.execute(select(HisSlot).where(HisSlot.schedule_id.in_(ids)))).scalars().all()  # type: ignore[attr-defined]
+        slots = (await s.execute(select(HisSlot).where(col(HisSlot.schedule_id).in_(ids)))).scalars().all()
         by_schedule: dict[int, list[HisSlot]] = {}
         for slot in slots:
             by_schedule.setdefault(slot.schedule_id, []).append(slot)
@@ -205,29 +213,29 @@ class SandboxHIS:
     ) -> list[c.Schedule]:
         stmt = (
             select(HisSchedule)
-            .where(HisSchedule.day >= date_from, HisSchedule.day <= date_to)
-            .order_by(HisSchedule.day, HisSchedule.period, HisSchedule.doctor_id)
+            .where(col(HisSchedule.day) >= date_from, col(HisSchedule.day) <= date_to)
+            .order_by(col(HisSchedule.day), col(HisSchedule.period), col(HisSchedule.doctor_id))
         )
         for column, values in (
-            (HisSchedule.department_id, [department_id] if department_id is not None else None),
-            (HisSchedule.doctor_id, doctor_ids),
-            (HisSchedule.campus_id, [campus_id] if campus_id is not None else None),
+            (col(HisSchedule.department_id), [department_id] if department_id is not None else None),
+            (col(HisSchedule.doctor_id), doctor_ids),
+            (col(HisSchedule.campus_id), [campus_id] if campus_id is not None else None),
         ):
             if values is not None:
-                stmt = stmt.where(column.in_(_ids(values)))  # type: ignore[attr-defined]
+                stmt = stmt.where(column.in_(_ids(values)))
         async with self.db.reading() as s:
             rows = list((await s.execute(stmt)).scalars().all())
             return await self._with_slots(s, rows)
 
     async def schedules_by_ids(self, ids: list[str]) -> list[c.Schedule]:
         async with self.db.reading() as s:
-            stmt = select(HisSchedule).where(HisSchedule.id.in_(_ids(ids)))  # type: ignore[union-attr]
+            stmt = select(HisSchedule).where(col(HisSchedule.id).in_(_ids(ids)))
             rows = list((await s.execute(stmt)).scalars().all())
             return await self._with_slots(s, rows)
 
     async def slots_by_ids(self, ids: list[str]) -> list[c.Slot]:
         async with self.db.reading() as s:
-            stmt = select(HisSlot).where(HisSlot.id.in_(_ids(ids)))  # type: ignore[union-attr]
+            stmt = select(HisSlot).where(col(HisSlot.id).in_(_ids(ids)))
             rows = (await s.execute(stmt)).scalars().all()
         return [to_slot(r) for r in rows]
 
@@ -235,9 +243,9 @@ class SandboxHIS:
     async def find_cards(self, *, name: str, document_number: str) -> list[c.MedicalCard]:
         stmt = (
             select(HisCard, HisPatient)
-            .join(HisPatient, HisPatient.id == HisCard.patient_id)
-            .where(HisPatient.document_number == document_number.strip().upper(), HisPatient.name == name)
-            .order_by(HisCard.created_at)
+            .join(HisPatient, col(HisPatient.id) == col(HisCard.patient_id))
+            .where(col(HisPatient.document_number) == document_number.strip().upper(), col(HisPatient.name) == name)
+            .order_by(col(HisCard.created_at))
         )
         async with self.db.reading() as s:
             rows = (await s.execute(stmt)).all()
@@ -336,10 +344,10 @@ class SandboxHIS:
     async def _take_place(self, s: AsyncSession, slot_pk: int) -> bool:
         result = await s.execute(
             update(HisSlot)
-            .where(HisSlot.id == slot_pk, HisSlot.booked < HisSlot.capacity)  # type: ignore[arg-type]
-            .values(booked=HisSlot.booked + 1)
+            .where(col(HisSlot.id) == slot_pk, col(HisSlot.booked) < col(HisSlot.capacity))
+            .values(booked=col(HisSlot.booked) + 1)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(_rowcount(result))
 
     async def confirm_registration(
         self, *, lock_id: str, payment_status: str, hold_expires_at: datetime | None
@@ -349,9 +357,9 @@ class SandboxHIS:
             result = await s.execute(
                 update(HisRegistration)
                 .where(
-                    HisRegistration.id.in_(_ids([lock_id])),  # type: ignore[union-attr]
-                    HisRegistration.status == "LOCKED",
-                    HisRegistration.lock_expires_at > now,  # type: ignore[operator]
+                    col(HisRegistration.id).in_(_ids([lock_id])),
+                    col(HisRegistration.status) == "LOCKED",
+                    col(HisRegistration.lock_expires_at) > now,
                 )
                 .values(
                     status="BOOKED",
@@ -360,7 +368,7 @@ class SandboxHIS:
                     lock_expires_at=None,
                 )
             )
-            if not result.rowcount:  # type: ignore[attr-defined]
+            if not _rowcount(result):
                 raise _reject(c.LOCK_NOT_FOUND, f"lock {lock_id} is unknown, expired or already used")
             row = await s.get(HisRegistration, int(lock_id))
             assert row is not None
@@ -372,8 +380,8 @@ class SandboxHIS:
                 (
                     await s.execute(
                         select(HisRegistration).where(
-                            HisRegistration.id.in_(_ids([lock_id])),  # type: ignore[union-attr]
-                            HisRegistration.status == "LOCKED",
+                            col(HisRegistration.id).in_(_ids([lock_id])),
+                            col(HisRegistration.status) == "LOCKED",
                         )
                     )
                 )
@@ -387,14 +395,12 @@ class SandboxHIS:
         """Moves an active registration to a final state and gives its place back, exactly once."""
         result = await s.execute(
             update(HisRegistration)
-            .where(HisRegistration.id == row.id, HisRegistration.status == row.status)  # type: ignore[arg-type]
+            .where(col(HisRegistration.id) == row.id, col(HisRegistration.status) == row.status)
             .values(status=status, active_key=None, cancelled_at=now)
         )
-        if not result.rowcount:  # type: ignore[attr-defined]
+        if not _rowcount(result):
             return False
-        await s.execute(
-            update(HisSlot).where(HisSlot.id == row.slot_id).values(booked=HisSlot.booked - 1)  # type: ignore[arg-type]
-        )
+        await s.execute(update(HisSlot).where(col(HisSlot.id) == row.slot_id).values(booked=col(HisSlot.booked) - 1))
         row.status = status
         row.cancelled_at = now
         return True
@@ -408,17 +414,17 @@ class SandboxHIS:
             number = (
                 await s.execute(
                     update(HisSchedule)
-                    .where(HisSchedule.id == row.schedule_id)  # type: ignore[arg-type]
-                    .values(last_queue_number=HisSchedule.last_queue_number + 1)
-                    .returning(HisSchedule.last_queue_number)
+                    .where(col(HisSchedule.id) == row.schedule_id)
+                    .values(last_queue_number=col(HisSchedule.last_queue_number) + 1)
+                    .returning(col(HisSchedule.last_queue_number))
                 )
             ).scalar_one()
             result = await s.execute(
                 update(HisRegistration)
-                .where(HisRegistration.id == row.id, HisRegistration.status == "BOOKED")  # type: ignore[arg-type]
+                .where(col(HisRegistration.id) == row.id, col(HisRegistration.status) == "BOOKED")
                 .values(status="CHECKED_IN", queue_number=number, checked_in_at=now)
             )
-            if not result.rowcount:  # type: ignore[attr-defined]
+            if not _rowcount(result):
                 raise _reject(c.INVALID_STATE, "registration changed while checking in")
             await s.refresh(row)
             return to_registration(row)
@@ -439,16 +445,16 @@ class SandboxHIS:
     async def _release(self, s: AsyncSession, now: datetime, *, slot_pk: int | None = None) -> list[HisRegistration]:
         stmt = select(HisRegistration).where(
             or_(
-                and_(HisRegistration.status == "LOCKED", HisRegistration.lock_expires_at <= now),  # type: ignore[operator]
+                and_(col(HisRegistration.status) == "LOCKED", col(HisRegistration.lock_expires_at) <= now),
                 and_(
-                    HisRegistration.status == "BOOKED",
-                    HisRegistration.payment_status == "UNPAID",
-                    HisRegistration.hold_expires_at <= now,  # type: ignore[operator]
+                    col(HisRegistration.status) == "BOOKED",
+                    col(HisRegistration.payment_status) == "UNPAID",
+                    col(HisRegistration.hold_expires_at) <= now,
                 ),
             )
         )
         if slot_pk is not None:
-            stmt = stmt.where(HisRegistration.slot_id == slot_pk)
+            stmt = stmt.where(col(HisRegistration.slot_id) == slot_pk)
         released = []
         for row in (await s.execute(stmt)).scalars().all():
             if await self._end(s, row, "EXPIRED", now):
@@ -465,8 +471,8 @@ class SandboxHIS:
     async def registrations_by_ids(self, ids: list[str]) -> list[c.Registration]:
         async with self.db.reading() as s:
             stmt = select(HisRegistration).where(
-                HisRegistration.id.in_(_ids(ids)),  # type: ignore[union-attr]
-                HisRegistration.status.not_in(("LOCKED", "RELEASED")),  # type: ignore[attr-defined]
+                col(HisRegistration.id).in_(_ids(ids)),
+                col(HisRegistration.status).not_in(("LOCKED", "RELEASED")),
             )
             rows = (await s.execute(stmt)).scalars().all()
         return [to_registration(r) for r in rows]
@@ -476,42 +482,42 @@ class SandboxHIS:
     ) -> c.RegistrationPage:
         ascending = flt.upcoming_from is not None
         order = (
-            (HisRegistration.starts_at.asc(), HisRegistration.id.asc())  # type: ignore[attr-defined,union-attr]
+            (col(HisRegistration.starts_at).asc(), col(HisRegistration.id).asc())
             if ascending
-            else (HisRegistration.starts_at.desc(), HisRegistration.id.desc())  # type: ignore[attr-defined,union-attr]
+            else (col(HisRegistration.starts_at).desc(), col(HisRegistration.id).desc())
         )
         stmt = (
             select(HisRegistration)
             .where(
-                HisRegistration.patient_id.in_(_ids(his_patient_ids)),  # type: ignore[attr-defined]
-                HisRegistration.status.not_in(("LOCKED", "RELEASED")),  # type: ignore[attr-defined]
+                col(HisRegistration.patient_id).in_(_ids(his_patient_ids)),
+                col(HisRegistration.status).not_in(("LOCKED", "RELEASED")),
             )
             .order_by(*order)
             .limit(first + 1)
         )
         if flt.statuses:
-            stmt = stmt.where(HisRegistration.status.in_(flt.statuses))  # type: ignore[attr-defined]
+            stmt = stmt.where(col(HisRegistration.status).in_(flt.statuses))
         if flt.upcoming_from is not None:
-            stmt = stmt.where(HisRegistration.ends_at > flt.upcoming_from)  # type: ignore[operator]
+            stmt = stmt.where(col(HisRegistration.ends_at) > flt.upcoming_from)
         if flt.date_from is not None:
-            stmt = stmt.where(HisRegistration.starts_at >= _day_start(flt.date_from))  # type: ignore[operator]
+            stmt = stmt.where(col(HisRegistration.starts_at) >= _day_start(flt.date_from))
         if flt.date_to is not None:
-            stmt = stmt.where(HisRegistration.starts_at < _day_start(flt.date_to + timedelta(days=1)))  # type: ignore[operator]
+            stmt = stmt.where(col(HisRegistration.starts_at) < _day_start(flt.date_to + timedelta(days=1)))
         if after:
             at, ident = _decode_cursor(after)
             if ascending:
                 stmt = stmt.where(
                     or_(
-                        HisRegistration.starts_at > at,
-                        and_(HisRegistration.starts_at == at, HisRegistration.id > ident),
-                    )  # type: ignore[operator]
+                        col(HisRegistration.starts_at) > at,
+                        and_(col(HisRegistration.starts_at) == at, col(HisRegistration.id) > ident),
+                    )
                 )
             else:
                 stmt = stmt.where(
                     or_(
-                        HisRegistration.starts_at < at,
-                        and_(HisRegistration.starts_at == at, HisRegistration.id < ident),
-                    )  # type: ignore[operator]
+                        col(HisRegistration.starts_at) < at,
+                        and_(col(HisRegistration.starts_at) == at, col(HisRegistration.id) < ident),
+                    )
                 )
         async with self.db.reading() as s:
             rows = list((await s.execute(stmt)).scalars().all())
@@ -525,17 +531,18 @@ class SandboxHIS:
     async def queue_snapshots(self, schedule_ids: list[str]) -> list[c.QueueSnapshot]:
         pks = _ids(schedule_ids)
         async with self.db.reading() as s:
-            schedules = (await s.execute(select(HisSchedule).where(HisSchedule.id.in_(pks)))).scalars().all()  # type: ignore[union-attr]
+            schedules = (await s.execute(select(HisSchedule).where(col(HisSchedule.id).in_(pks)))).scalars().all()
             waiting = (
                 await s.execute(
-                    select(HisRegistration.schedule_id, HisRegistration.queue_number)
-                    .where(HisRegistration.schedule_id.in_(pks), HisRegistration.status == "CHECKED_IN")  # type: ignore[attr-defined]
-                    .order_by(HisRegistration.queue_number)
+                    select(col(HisRegistration.schedule_id), col(HisRegistration.queue_number))
+                    .where(col(HisRegistration.schedule_id).in_(pks), col(HisRegistration.status) == "CHECKED_IN")
+                    .order_by(col(HisRegistration.queue_number))
                 )
             ).all()
         numbers: dict[int, list[int]] = {}
         for schedule_id, number in waiting:
-            numbers.setdefault(schedule_id, []).append(number)
+            if number is not None:
+                numbers.setdefault(schedule_id, []).append(number)
         return [
             c.QueueSnapshot(
                 schedule_id=str(sc.id),
@@ -553,14 +560,14 @@ class SandboxHIS:
             # Write first, so the SQLite transaction holds the write lock before it reads.
             await s.execute(
                 update(HisRegistration)
-                .where(HisRegistration.schedule_id.in_(pk), HisRegistration.status == "CALLED")  # type: ignore[attr-defined]
+                .where(col(HisRegistration.schedule_id).in_(pk), col(HisRegistration.status) == "CALLED")
                 .values(status="COMPLETED")
             )
             nxt = (
                 await s.execute(
                     select(HisRegistration)
-                    .where(HisRegistration.schedule_id.in_(pk), HisRegistration.status == "CHECKED_IN")  # type: ignore[attr-defined]
-                    .order_by(HisRegistration.queue_number)
+                    .where(col(HisRegistration.schedule_id).in_(pk), col(HisRegistration.status) == "CHECKED_IN")
+                    .order_by(col(HisRegistration.queue_number))
                     .limit(1)
                 )
             ).scalar_one_or_none()
@@ -575,9 +582,12 @@ class SandboxHIS:
             waiting = (
                 (
                     await s.execute(
-                        select(HisRegistration.queue_number)
-                        .where(HisRegistration.schedule_id == nxt.schedule_id, HisRegistration.status == "CHECKED_IN")  # type: ignore[arg-type]
-                        .order_by(HisRegistration.queue_number)
+                        select(col(HisRegistration.queue_number))
+                        .where(
+                            col(HisRegistration.schedule_id) == nxt.schedule_id,
+                            col(HisRegistration.status) == "CHECKED_IN",
+                        )
+                        .order_by(col(HisRegistration.queue_number))
                     )
                 )
                 .scalars()
@@ -690,9 +700,11 @@ class SandboxHISAdmin:
 
     async def days_with_schedules(self, date_from: date) -> set[date]:
         async with self.db.reading() as s:
-            days = (await s.execute(select(HisSchedule.day).where(HisSchedule.day >= date_from).distinct())).scalars()
+            days = (
+                await s.execute(select(col(HisSchedule.day)).where(col(HisSchedule.day) >= date_from).distinct())
+            ).scalars()
             return set(days)
 
     async def doctor_ids(self) -> list[str]:
         async with self.db.reading() as s:
-            return [str(i) for i in (await s.execute(select(HisDoctor.id).order_by(HisDoctor.id))).scalars()]
+            return [str(i) for i in (await s.execute(select(col(HisDoctor.id)).order_by(col(HisDoctor.id)))).scalars()]
