@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 SourceMode = Literal["sandbox", "http"]
+DEV_CALLBACK_SECRET = "dev-callback-secret"  # noqa: S105 - development only; production refuses it
 
 
 class SourceChoice(BaseModel):
@@ -64,9 +65,19 @@ class Settings(BaseSettings):
     login_lockout_minutes: int = 15
 
     # Shared secret of the HIS / nurse-station callbacks (HMAC-SHA256 over the body).
-    callback_secret: str = "dev-callback-secret"  # noqa: S105 - development default, replaced in production
+    callback_secret: str = DEV_CALLBACK_SECRET
     # Master key for field encryption at rest; generated into data_dir on first start when unset.
     master_key: str | None = None
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        if self.environment == "production" and self.callback_secret == DEV_CALLBACK_SECRET:
+            raise ValueError("CALLBACK_SECRET must be set in production (the development default is public).")
+        if self.credit.mode == "http":
+            raise ValueError("CREDIT__MODE=http: there is no HTTP client for the credit platform yet; use sandbox.")
+        if self.his.mode == "http" and not self.his.url:
+            raise ValueError("HIS__MODE=http needs HIS__URL, the base URL of the HIS gateway.")
+        return self
 
     @classmethod
     def settings_customise_sources(
