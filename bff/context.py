@@ -24,6 +24,12 @@ class Context:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     _owners: dict[str, int] | None = None
 
+    def begin_operation(self) -> None:
+        """A WebSocket connection shares one context across operations: each gets fresh loaders,
+        so nothing cached by one subscription or query is served stale to the next."""
+        self.loaders = Loaders(self.deps)
+        self._owners = None
+
     async def his_patient_owners(self) -> dict[str, int]:
         """HIS patient id → the viewer's patient id; through the request's loaders, so once."""
         if self._owners is None:

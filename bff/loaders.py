@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import TypeVar
 
+from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
+from strawberry.extensions import SchemaExtension
 
 from datasources.clock import local_date
 from datasources.his import contract as c
@@ -19,6 +21,16 @@ T = TypeVar("T")
 def _by_id(items: Sequence[T], keys: Sequence[str]) -> list[T | None]:
     index = {getattr(item, "id"): item for item in items}  # noqa: B009
     return [index.get(k) for k in keys]
+
+
+class FreshLoadersPerOperation(SchemaExtension):
+    """Per-request loaders come from ``get_context``; on a WebSocket that runs once per connection."""
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(getattr(context, "request", None), WebSocket):
+            context.begin_operation()
+        yield
 
 
 class Loaders:

@@ -25,3 +25,34 @@ async def test_a_patient_logs_in_and_reads_the_catalog(server: LiveServer) -> No
     handle = await hospital.patient(server.url)
     data = await handle.client.execute(CAMPUSES)
     assert data["campuses"] == [{"id": hospital.campus_id, "name": "桃源院区", "coordinateSystem": "GCJ02"}]
+
+
+UNREAD = "{ me { unreadNotificationCount } }"
+
+
+async def test_each_operation_on_one_websocket_sees_fresh_data(server: LiveServer) -> None:
+    """A WebSocket shares one context across operations; nothing may be cached between them."""
+    import json
+
+    import websockets
+
+    from resolvers import notifications
+
+    hospital = await Hospital(server.deps.db, server.deps.clock).build()
+    handle = await hospital.patient(server.url)
+    url = server.url.replace("http", "ws", 1) + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {handle.token}"}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+        async def unread(op_id: str) -> int:
+            await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": UNREAD}}))
+            message = json.loads(await ws.recv())
+            assert json.loads(await ws.recv())["type"] == "complete"
+            return int(message["payload"]["data"]["me"]["unreadNotificationCount"])
+
+        before = await unread("1")
+        async with server.deps.db.writing() as s:
+            notifications.add(s, account_id=int(handle.account_id), kind="TEST", title="t", body="b",
+                              at=server.deps.clock.now())
+        assert await unread("2") == before + 1
