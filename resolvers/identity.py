@@ -121,14 +121,7 @@ async def login_with_channel(
             raise LoginFailed("This account is disabled; contact the hospital.")
         token, opened = _open_session(s, account, channel, now, policy)
         await s.flush()
-    viewer = Viewer(
-        account_id=account.id,
-        role=account.role,
-        display_name=account.display_name,
-        channel=channel,
-        session_id=opened.id,
-        his_staff_id=account.his_staff_id,
-    )
+    viewer = await _viewer(db, account, opened)
     return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at, new_account=new_account)
 
 
@@ -192,15 +185,7 @@ async def login_with_password(
             detail={"channel": channel},
             request_id=request_id,
         )
-    viewer = Viewer(
-        account_id=account.id,
-        role=account.role,
-        display_name=account.display_name,
-        channel=channel,
-        session_id=opened.id,
-        his_staff_id=account.his_staff_id,
-        permissions=await _permissions(db, account),
-    )
+    viewer = await _viewer(db, account, opened)
     return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at)
 
 
@@ -280,6 +265,10 @@ async def viewer_for_token(db: Database, clock: Clock, policy: SessionPolicy, to
     if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
         async with db.writing() as s:
             await s.execute(update(AuthSession).where(col(AuthSession.id) == session.id).values(last_seen_at=now))
+    return await _viewer(db, account, session)
+
+
+async def _viewer(db: Database, account: Account, session: AuthSession) -> Viewer:
     return Viewer(
         account_id=account.id,
         role=account.role,
