@@ -66,7 +66,9 @@ class GraphQLClient:
                 raise GraphQLError([{"message": f"connection refused: {ack}"}])
             op_id = str(next(_ids))
             start = "subscribe" if protocol == "graphql-transport-ws" else "start"
-            await ws.send(json.dumps({"id": op_id, "type": start, "payload": {"query": query, "variables": variables or {}}}))
+            await ws.send(
+                json.dumps({"id": op_id, "type": start, "payload": {"query": query, "variables": variables or {}}})
+            )
             yield _messages(ws, op_id)
 
     async def aclose(self) -> None:
