@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from bff.callbacks import queue_changed
 from bff.errors import ErrorPolicy
@@ -33,6 +33,7 @@ from datasources.channels.sandbox import SandboxChannelLogin
 from datasources.clock import Clock, SystemClock
 from datasources.credit.sandbox import SandboxCreditPlatform
 from datasources.his.sandbox import SandboxHIS
+from datasources.his.served import his_sandbox_app
 from datasources.sources import Sources
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
@@ -130,6 +131,8 @@ def create_app(
                 await sweeper
             if broker is None:
                 await the_broker.close()
+            if sources is None and hasattr(deps.sources.his, "aclose"):
+                await deps.sources.his.aclose()
             await db.dispose()
 
     class GraphQLEndpoint:
@@ -171,4 +174,7 @@ def create_app(
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_app),
     ]
+    if settings.his.mode == "sandbox":
+        # The HIS sandbox in the HIS gateway's wire format, for BFFs configured with his.mode = "http".
+        routes.append(Mount("/sandbox/his", app=his_sandbox_app(lambda: state["deps"].sources.his)))
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(MetricsMiddleware, metrics=metrics)])
