@@ -27,6 +27,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from bff.callbacks import queue_changed
 from bff.errors import ErrorPolicy
 from bff.graphql_view import BFFGraphQL
+from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
 from bff.settings import Settings
 from datasources.channels.sandbox import SandboxChannelLogin
@@ -104,7 +105,7 @@ def create_app(
 ) -> Starlette:
     clock = clock or SystemClock()
     metrics = Metrics()
-    schema = build_schema([ErrorPolicy])
+    schema = build_schema([ErrorPolicy, FreshLoadersPerOperation])
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -156,7 +157,8 @@ def create_app(
             except Exception as exc:
                 checks[name] = f"failing: {type(exc).__name__}"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+        status = "ready" if ready else "not ready"
+        return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
     async def callback(request: Request) -> JSONResponse:
         response: JSONResponse = await state["callback"](request)
@@ -174,7 +176,7 @@ def create_app(
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_app),
     ]
-    if settings.his.mode == "sandbox":
+    if settings.his.mode == "sandbox" and settings.environment == "development":
         # The HIS sandbox in the HIS gateway's wire format, for BFFs configured with his.mode = "http".
         routes.append(Mount("/sandbox/his", app=his_sandbox_app(lambda: state["deps"].sources.his)))
     return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(MetricsMiddleware, metrics=metrics)])
