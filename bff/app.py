@@ -65,7 +65,13 @@ def build_sources(settings: Settings, db: Database, clock: Clock) -> Sources:
     if settings.his.mode == "http":
         from datasources.his.http import HttpHIS
 
-        his = HttpHIS(settings.his.url, timeout=settings.his.timeout_seconds)
+        his = HttpHIS(
+            settings.his.url,
+            timeout=settings.his.timeout_seconds,
+            retries=settings.his.retries,
+            failure_threshold=settings.his.failure_threshold,
+            cooldown_seconds=settings.his.cooldown_seconds,
+        )
     else:
         his = SandboxHIS(db, clock)
     return Sources(his=his, credit=SandboxCreditPlatform(db), channels=SandboxChannelLogin(db, clock))

@@ -28,6 +28,11 @@ class SourceChoice(BaseModel):
     mode: SourceMode = "sandbox"
     url: str = ""
     timeout_seconds: float = 5.0
+    # HTTP only: reads are retried this often; writes never are.
+    retries: int = 2
+    # HTTP only: after this many consecutive failures calls fail fast for cooldown_seconds.
+    failure_threshold: int = 5
+    cooldown_seconds: float = 10.0
 
 
 class Settings(BaseSettings):
