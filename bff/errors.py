@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
@@ -18,9 +19,20 @@ log = logging.getLogger("bff.errors")
 
 
 class ErrorPolicy(SchemaExtension):
+    _streamed = False
+
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
+        if not self._streamed:
+            self._shape_result(self.execution_context.result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """Subscriptions: each result is shaped before it reaches the socket, not when the stream ends."""
+        self._streamed = True
+        self._shape_result(result)
+        yield
+
+    def _shape_result(self, result: Any) -> None:
         errors = getattr(result, "errors", None)
         if result is None or not errors:
             return
