@@ -6,7 +6,14 @@ import datetime as dt
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -56,6 +63,11 @@ class BFFSchema(strawberry.Schema):
 
 
 def build_schema(extra_extensions: list | None = None) -> strawberry.Schema:  # type: ignore[type-arg]
+    # The limiters' validation rules are classes made when a limiter is constructed. Made once
+    # here, they are the same on every request, so ValidationCache (keyed by document and rules)
+    # hits; a limiter built per request would make new classes each time and the cache would miss.
+    depth_rules = QueryDepthLimiter(max_depth=12).validation_rules
+    alias_rules = MaxAliasesLimiter(max_alias_count=30).validation_rules
     return BFFSchema(
         query=Query,
         mutation=Mutation,
@@ -64,9 +76,9 @@ def build_schema(extra_extensions: list | None = None) -> strawberry.Schema:  # 
         extensions=[
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
-            lambda: QueryDepthLimiter(max_depth=12),
+            lambda: AddValidationRules(depth_rules),
             lambda: MaxTokensLimiter(max_token_count=4000),
-            lambda: MaxAliasesLimiter(max_alias_count=30),
+            lambda: AddValidationRules(alias_rules),
             *(extra_extensions or []),
         ],
     )
