@@ -10,6 +10,7 @@ from datasources.clock import local_date
 from datasources.his import contract as c
 from resolvers import catalog
 from schema.common import Connection, Ctx, Edge, Money, PageInfo
+from schema.enums import CoordinateSystem, Period
 
 INTERNET_HOSPITAL_CLOSED = "该医生未开通互联网医院"
 
@@ -21,13 +22,17 @@ class Campus:
     address: str
     latitude: float
     longitude: float
-    coordinate_system: str = strawberry.field(description="GCJ02, WGS84 or BD09: the system of the coordinates.")
+    coordinate_system: CoordinateSystem = strawberry.field(description="The system the coordinates are in.")
 
     @staticmethod
     def of(x: c.Campus) -> Campus:
         return Campus(
-            id=strawberry.ID(x.id), name=x.name, address=x.address, latitude=x.latitude,
-            longitude=x.longitude, coordinate_system=x.coordinate_system,
+            id=strawberry.ID(x.id),
+            name=x.name,
+            address=x.address,
+            latitude=x.latitude,
+            longitude=x.longitude,
+            coordinate_system=CoordinateSystem(x.coordinate_system),
         )
 
 
@@ -42,8 +47,11 @@ class Department:
     @staticmethod
     def of(x: c.Department, children: list[Department] | None = None) -> Department:
         return Department(
-            id=strawberry.ID(x.id), name=x.name, introduction=x.introduction,
-            campus_id=strawberry.ID(x.campus_id), children=children or [],
+            id=strawberry.ID(x.id),
+            name=x.name,
+            introduction=x.introduction,
+            campus_id=strawberry.ID(x.campus_id),
+            children=children or [],
         )
 
     @staticmethod
@@ -82,8 +90,14 @@ class Doctor:
             else InternetHospitalLink(available=False, url=None, notice=INTERNET_HOSPITAL_CLOSED)
         )
         return Doctor(
-            id=strawberry.ID(x.id), name=x.name, title=x.title, specialty=x.specialty, introduction=x.introduction,
-            avatar_url=x.avatar_url, department_id=strawberry.ID(x.department_id), internet_hospital=link,
+            id=strawberry.ID(x.id),
+            name=x.name,
+            title=x.title,
+            specialty=x.specialty,
+            introduction=x.introduction,
+            avatar_url=x.avatar_url,
+            department_id=strawberry.ID(x.department_id),
+            internet_hospital=link,
         )
 
     @strawberry.field
@@ -120,7 +134,7 @@ class Slot:
 class Schedule:
     id: strawberry.ID
     date: dt.date
-    period: str = strawberry.field(description="AM or PM.")
+    period: Period
     fee: Money
     average_consult_minutes: int
     doctor_id: strawberry.ID
@@ -131,9 +145,14 @@ class Schedule:
     @staticmethod
     def of(x: c.Schedule) -> Schedule:
         return Schedule(
-            id=strawberry.ID(x.id), date=x.day, period=x.period, fee=Money(fen=x.fee_fen),
-            average_consult_minutes=x.average_consult_minutes, doctor_id=strawberry.ID(x.doctor_id),
-            department_id=strawberry.ID(x.department_id), campus_id=strawberry.ID(x.campus_id),
+            id=strawberry.ID(x.id),
+            date=x.day,
+            period=Period(x.period),
+            fee=Money(fen=x.fee_fen),
+            average_consult_minutes=x.average_consult_minutes,
+            doctor_id=strawberry.ID(x.doctor_id),
+            department_id=strawberry.ID(x.department_id),
+            campus_id=strawberry.ID(x.campus_id),
             slots=[Slot.of(s) for s in x.slots],
         )
 
@@ -206,8 +225,13 @@ class CatalogQuery:
     ) -> list[Schedule]:
         today = local_date(info.context.deps.clock.now())
         found = await catalog.schedules(
-            info.context.deps.sources.his, date_from=date_from, date_to=date_to, today=today,
-            department_id=department_id, doctor_ids=[doctor_id] if doctor_id else None, campus_id=campus_id,
+            info.context.deps.sources.his,
+            date_from=date_from,
+            date_to=date_to,
+            today=today,
+            department_id=department_id,
+            doctor_ids=[doctor_id] if doctor_id else None,
+            campus_id=campus_id,
         )
         return [Schedule.of(s) for s in found]
 
@@ -217,7 +241,10 @@ class CatalogQuery:
     ) -> list[Schedule]:
         deps = info.context.deps
         found = await catalog.current_session_schedules(
-            deps.sources.his, now=deps.clock.now(), department_id=department_id, campus_id=campus_id,
+            deps.sources.his,
+            now=deps.clock.now(),
+            department_id=department_id,
+            campus_id=campus_id,
             cutoff=deps.rules.take_number_cutoff,
         )
         return [Schedule.of(s) for s in found]

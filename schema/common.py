@@ -11,6 +11,7 @@ import strawberry
 from strawberry.types import Info
 
 from bff.context import Context
+from schema.enums import CoordinateSystem
 
 T = TypeVar("T")
 Ctx = Info[Context, None]
@@ -20,7 +21,7 @@ Ctx = Info[Context, None]
 class Money:
     fen: int
 
-    @strawberry.field(description="Yuan with two decimals, e.g. \"12.50\".")
+    @strawberry.field(description='Yuan with two decimals, e.g. "12.50".')
     def yuan(self) -> str:
         return str((Decimal(self.fen) / 100).quantize(Decimal("0.01")))
 
@@ -55,7 +56,7 @@ def offset_cursor(n: int) -> str:
 class LocationInput:
     latitude: float
     longitude: float
-    system: str = "GCJ02"
+    system: CoordinateSystem = CoordinateSystem.GCJ02
 
 
 @strawberry.interface(description="A business outcome the front end must show to the user.")

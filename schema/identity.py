@@ -11,6 +11,7 @@ from datasources.channels.contract import ALIPAY, WECHAT
 from resolvers import identity
 from resolvers.errors import DomainError
 from schema.common import AccountLockedError, Ctx, InvalidInputError, LoginFailedError, ServiceUnavailableError
+from schema.enums import Role
 from schema.errors import user_error
 from schema.permissions import IsAuthenticated
 
@@ -18,14 +19,16 @@ from schema.permissions import IsAuthenticated
 @strawberry.type
 class Account:
     id: strawberry.ID
-    role: str = strawberry.field(description="PATIENT, DOCTOR, PHARMACIST, OPERATOR or DEVICE.")
+    role: Role
     display_name: str
     permissions: list[str]
 
     @staticmethod
     def of(v: identity.Viewer) -> Account:
         return Account(
-            id=strawberry.ID(str(v.account_id)), role=v.role or "", display_name=v.display_name,
+            id=strawberry.ID(str(v.account_id)),
+            role=Role(v.role),
+            display_name=v.display_name,
             permissions=sorted(v.permissions),
         )
 
@@ -68,7 +71,9 @@ class LogoutPayload:
 
 def _success(result: identity.LoginResult) -> LoginSuccess:
     return LoginSuccess(
-        token=result.token, expires_at=result.expires_at, account=Account.of(result.viewer),
+        token=result.token,
+        expires_at=result.expires_at,
+        account=Account.of(result.viewer),
         new_account=result.new_account,
     )
 
@@ -102,8 +107,13 @@ class IdentityMutation:
         deps = info.context.deps
         try:
             result = await identity.login_with_password(
-                deps.db, deps.clock, deps.sessions, username=input.username, password=input.password,
-                channel=input.channel, request_id=info.context.request_id,
+                deps.db,
+                deps.clock,
+                deps.sessions,
+                username=input.username,
+                password=input.password,
+                channel=input.channel,
+                request_id=info.context.request_id,
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]

@@ -19,6 +19,7 @@ from schema.common import (
     NotFoundError,
     ServiceUnavailableError,
 )
+from schema.enums import DocumentType, Gender, Relationship, plain
 from schema.errors import user_error
 from schema.permissions import IsPatient
 
@@ -56,11 +57,11 @@ class HospitalCard:
 class Patient:
     id: strawberry.ID
     name: str = strawberry.field(description="Masked, e.g. 李*.")
-    relationship: str
-    document_type: str
+    relationship: Relationship
+    document_type: DocumentType
     document_number: str = strawberry.field(description="Masked, e.g. 130******89.")
     phone: str | None = strawberry.field(description="Masked, e.g. 138****5678.")
-    gender: str | None
+    gender: Gender | None
     birth_date: dt.date | None
     nationality: str | None
     ethnicity: str | None
@@ -77,11 +78,11 @@ class Patient:
         return Patient(
             id=strawberry.ID(str(x.id)),
             name=mask_name(x.name),
-            relationship=x.relationship,
-            document_type=x.document_type,
+            relationship=Relationship(x.relationship),
+            document_type=DocumentType(x.document_type),
             document_number=mask_document_number(x.document_number),
             phone=mask_phone(x.phone) if x.phone else None,
-            gender=x.gender,
+            gender=Gender(x.gender) if x.gender else None,
             birth_date=x.birth_date,
             nationality=x.nationality,
             ethnicity=x.ethnicity,
@@ -104,13 +105,11 @@ class Patient:
 @strawberry.input
 class AddPatientInput:
     name: str
-    relationship: str = strawberry.field(description="SELF, CHILD, PARENT, SPOUSE or OTHER.")
-    document_type: str = strawberry.field(
-        description="RESIDENT_ID, PASSPORT, HK_MACAO_PERMIT, TAIWAN_PERMIT or FOREIGNER_PERMANENT_ID."
-    )
+    relationship: Relationship
+    document_type: DocumentType
     document_number: str
     phone: str | None = None
-    gender: str | None = strawberry.field(default=None, description="Derived from a resident ID when omitted.")
+    gender: Gender | None = strawberry.field(default=None, description="Derived from a resident ID when omitted.")
     birth_date: dt.date | None = strawberry.field(default=None, description="Derived from a resident ID when omitted.")
     nationality: str | None = strawberry.field(default=None, description="ISO 3166 alpha-3; CHN for resident IDs.")
     ethnicity: str | None = None
@@ -123,11 +122,11 @@ class AddPatientInput:
 class UpdatePatientInput:
     patient_id: strawberry.ID
     name: str | None = strawberry.UNSET
-    relationship: str | None = strawberry.UNSET
-    document_type: str | None = strawberry.UNSET
+    relationship: Relationship | None = strawberry.UNSET
+    document_type: DocumentType | None = strawberry.UNSET
     document_number: str | None = strawberry.UNSET
     phone: str | None = strawberry.UNSET
-    gender: str | None = strawberry.UNSET
+    gender: Gender | None = strawberry.UNSET
     birth_date: dt.date | None = strawberry.UNSET
     nationality: str | None = strawberry.UNSET
     ethnicity: str | None = strawberry.UNSET
@@ -178,7 +177,9 @@ class PatientsMutation:
     @strawberry.mutation(permission_classes=[IsPatient])
     async def add_patient(self, info: Ctx, input: AddPatientInput) -> SavePatientPayload:
         deps, viewer = info.context.deps, info.context.viewer
-        data = patients.PatientInput(**{k: getattr(input, k) for k in patients.PatientInput.__dataclass_fields__})
+        data = patients.PatientInput(
+            **{k: plain(getattr(input, k)) for k in patients.PatientInput.__dataclass_fields__}
+        )
         try:
             view = await patients.add_patient(
                 deps.db, deps.cipher, deps.clock, account_id=viewer.account_id or 0, data=data
@@ -191,7 +192,7 @@ class PatientsMutation:
     async def update_patient(self, info: Ctx, input: UpdatePatientInput) -> SavePatientPayload:
         deps, viewer = info.context.deps, info.context.viewer
         changes = {
-            k: getattr(input, k)
+            k: plain(getattr(input, k))
             for k in patients.PatientInput.__dataclass_fields__
             if getattr(input, k, strawberry.UNSET) is not strawberry.UNSET
         }

@@ -30,6 +30,13 @@ from schema.common import (
     ServiceUnavailableError,
     SlotTakenError,
 )
+from schema.enums import (
+    CreditStatus,
+    PaymentStatus,
+    QueuePositionState,
+    RegistrationKind,
+    RegistrationStatus,
+)
 from schema.errors import user_error
 from schema.patients import Patient, parse_id
 from schema.permissions import IsDoctor, IsPatient
@@ -38,7 +45,7 @@ from schema.permissions import IsDoctor, IsPatient
 @strawberry.type(description="Where a registration stands in its doctor's queue.")
 class QueuePosition:
     registration_id: strawberry.ID
-    state: str = strawberry.field(description="NOT_CHECKED_IN, WAITING, CALLED or PASSED.")
+    state: QueuePositionState
     queue_number: int | None
     called_number: int | None = strawberry.field(description="The number the doctor called last.")
     ahead: int = strawberry.field(description="How many checked-in patients are before this one.")
@@ -48,7 +55,7 @@ class QueuePosition:
     def of(p: queue.QueuePosition) -> QueuePosition:
         return QueuePosition(
             registration_id=strawberry.ID(p.registration_id),
-            state=p.state,
+            state=QueuePositionState(p.state),
             queue_number=p.queue_number,
             called_number=p.called_number,
             ahead=p.ahead,
@@ -59,9 +66,9 @@ class QueuePosition:
 @strawberry.type
 class Registration:
     id: strawberry.ID
-    kind: str = strawberry.field(description="APPOINTMENT (预约挂号) or SAME_DAY (当日挂号).")
-    status: str = strawberry.field(description="BOOKED, CHECKED_IN, CALLED, COMPLETED, CANCELLED or EXPIRED.")
-    payment_status: str = strawberry.field(description="UNPAID, PAID or PAY_LATER.")
+    kind: RegistrationKind
+    status: RegistrationStatus
+    payment_status: PaymentStatus
     fee: Money
     starts_at: dt.datetime
     ends_at: dt.datetime
@@ -78,9 +85,9 @@ class Registration:
     def of(r: c.Registration, patient_id: int) -> Registration:
         return Registration(
             id=strawberry.ID(r.id),
-            kind=r.kind,
-            status=r.status,
-            payment_status=r.payment_status,
+            kind=RegistrationKind(r.kind),
+            status=RegistrationStatus(r.status),
+            payment_status=PaymentStatus(r.payment_status),
             fee=Money(fen=r.fee_fen),
             starts_at=r.starts_at,
             ends_at=r.ends_at,
@@ -126,7 +133,7 @@ class Registration:
 
 @strawberry.input
 class RegistrationFilter:
-    statuses: list[str] | None = None
+    statuses: list[RegistrationStatus] | None = None
     date_from: dt.date | None = None
     date_to: dt.date | None = None
     upcoming: bool = strawberry.field(default=False, description="Only visits not yet over, soonest first.")
@@ -165,7 +172,7 @@ class CallNextPatientInput:
 class AppointmentBooked:
     registration: Registration
     pay_later_eligible: bool
-    credit_status: str = strawberry.field(description="GOOD, DEFAULTED_ELSEWHERE, UNKNOWN or UNAVAILABLE.")
+    credit_status: CreditStatus
     notice: str | None
 
 
@@ -174,7 +181,7 @@ class CheckedIn:
     registration: Registration
     queue_position: QueuePosition
     pay_later_eligible: bool
-    credit_status: str
+    credit_status: CreditStatus
     notice: str | None
 
 
@@ -234,7 +241,7 @@ CallNextPatientPayload = Annotated[
 
 
 def _point(location: LocationInput) -> Point:
-    return Point(location.latitude, location.longitude, location.system.upper())
+    return Point(location.latitude, location.longitude, location.system.value)
 
 
 def _checked_in(result: registration.CheckedIn) -> CheckedIn:
@@ -242,7 +249,7 @@ def _checked_in(result: registration.CheckedIn) -> CheckedIn:
         registration=Registration.of(result.registration, result.patient_id),
         queue_position=QueuePosition.of(result.position),
         pay_later_eligible=result.credit.pay_later_eligible,
-        credit_status=result.credit.status,
+        credit_status=CreditStatus(result.credit.status),
         notice=result.credit.notice,
     )
 
@@ -261,7 +268,7 @@ class RegistrationMutation:
         return AppointmentBooked(
             registration=Registration.of(booked.registration, booked.patient_id),
             pay_later_eligible=booked.credit.pay_later_eligible,
-            credit_status=booked.credit.status,
+            credit_status=CreditStatus(booked.credit.status),
             notice=booked.credit.notice,
         )
 

@@ -9,7 +9,7 @@ import strawberry
 from datasources.clock import local_date
 from datasources.his import contract as c
 from resolvers import catalog, patients
-from resolvers.errors import InvalidInput, NotFound
+from resolvers.errors import NotFound
 from schema.catalog import Schedule
 from schema.common import Connection, Ctx, Edge, PageInfo
 from schema.identity import Account
@@ -17,7 +17,6 @@ from schema.patients import HospitalCard, Patient, hospital_card, parse_id
 from schema.permissions import IsAuthenticated, IsDoctor, IsPatient
 from schema.registration import QueueState, Registration, RegistrationFilter
 
-STATUSES = ("BOOKED", "CHECKED_IN", "CALLED", "COMPLETED", "CANCELLED", "EXPIRED")
 ACTIVE = ("BOOKED", "CHECKED_IN", "CALLED")
 
 
@@ -45,7 +44,10 @@ class Me:
     async def hospital_cards(self, info: Ctx, patient_id: strawberry.ID) -> list[HospitalCard]:
         deps = info.context.deps
         found = await patients.find_hospital_cards(
-            deps.db, deps.cipher, deps.sources.his, account_id=info.context.viewer.account_id or 0,
+            deps.db,
+            deps.cipher,
+            deps.sources.his,
+            account_id=info.context.viewer.account_id or 0,
             patient_id=parse_id(patient_id),
         )
         return [hospital_card(deps.cipher, card) for card in found]
@@ -56,9 +58,6 @@ class Me:
     ) -> Connection[Registration]:
         flt = filter or RegistrationFilter()
         first = max(1, min(first, 100))
-        for status in flt.statuses or ():
-            if status not in STATUSES:
-                raise InvalidInput("filter.statuses", f"Unknown status {status}; use {', '.join(STATUSES)}.")
         owners = await info.context.his_patient_owners()
         if not owners:
             return Connection(edges=[], page_info=PageInfo(has_next_page=False, end_cursor=None))
@@ -67,11 +66,13 @@ class Me:
             deps.sources.his.registrations_of_patients(
                 list(owners),
                 c.RegistrationFilter(
-                    statuses=tuple(flt.statuses or (ACTIVE if flt.upcoming else ())),
-                    date_from=flt.date_from, date_to=flt.date_to,
+                    statuses=tuple(s.value for s in flt.statuses) if flt.statuses else (ACTIVE if flt.upcoming else ()),
+                    date_from=flt.date_from,
+                    date_to=flt.date_to,
                     upcoming_from=deps.clock.now() if flt.upcoming else None,
                 ),
-                after=after, first=first,
+                after=after,
+                first=first,
             )
         )
         edges = [
@@ -109,6 +110,7 @@ class Me:
         snapshot = await info.context.loaders.queue_snapshot_by_schedule.load(schedule_id)
         assert snapshot is not None
         return QueueState(
-            schedule_id=strawberry.ID(snapshot.schedule_id), called_number=snapshot.called_number,
+            schedule_id=strawberry.ID(snapshot.schedule_id),
+            called_number=snapshot.called_number,
             waiting=list(snapshot.waiting),
         )

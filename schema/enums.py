@@ -1,0 +1,104 @@
+"""Closed sets of values as GraphQL enums, so front ends get generated types and validation.
+
+Values equal names, and equal the strings the resolvers and sources use: ``Enum(value)`` converts.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import strawberry
+
+
+def plain(value: Any) -> Any:
+    """An enum input as the plain string the resolvers use; anything else unchanged."""
+    return value.value if isinstance(value, Enum) else value
+
+
+@strawberry.enum(description="What an account is.")
+class Role(Enum):
+    PATIENT = "PATIENT"
+    DOCTOR = "DOCTOR"
+    PHARMACIST = "PHARMACIST"
+    OPERATOR = "OPERATOR"
+    DEVICE = "DEVICE"
+
+
+@strawberry.enum(description="Who the patient is to the account holder.")
+class Relationship(Enum):
+    SELF = "SELF"
+    CHILD = "CHILD"
+    PARENT = "PARENT"
+    SPOUSE = "SPOUSE"
+    OTHER = "OTHER"
+
+
+@strawberry.enum
+class DocumentType(Enum):
+    RESIDENT_ID = "RESIDENT_ID"
+    PASSPORT = "PASSPORT"
+    HK_MACAO_PERMIT = "HK_MACAO_PERMIT"
+    TAIWAN_PERMIT = "TAIWAN_PERMIT"
+    FOREIGNER_PERMANENT_ID = "FOREIGNER_PERMANENT_ID"
+
+
+@strawberry.enum
+class Gender(Enum):
+    MALE = "MALE"
+    FEMALE = "FEMALE"
+
+
+@strawberry.enum(description="Half-day of a session: morning or afternoon.")
+class Period(Enum):
+    AM = "AM"
+    PM = "PM"
+
+
+@strawberry.enum(description="Coordinate system of a location: mini-programs report GCJ02.")
+class CoordinateSystem(Enum):
+    GCJ02 = "GCJ02"
+    WGS84 = "WGS84"
+    BD09 = "BD09"
+
+
+@strawberry.enum(description="APPOINTMENT (预约挂号, booked ahead) or SAME_DAY (当日挂号).")
+class RegistrationKind(Enum):
+    APPOINTMENT = "APPOINTMENT"
+    SAME_DAY = "SAME_DAY"
+
+
+@strawberry.enum
+class RegistrationStatus(Enum):
+    BOOKED = "BOOKED"
+    CHECKED_IN = "CHECKED_IN"
+    CALLED = "CALLED"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+@strawberry.enum(description="PAY_LATER: treat first, pay afterwards (先诊疗后付费).")
+class PaymentStatus(Enum):
+    UNPAID = "UNPAID"
+    PAID = "PAID"
+    PAY_LATER = "PAY_LATER"
+
+
+@strawberry.enum
+class QueuePositionState(Enum):
+    NOT_CHECKED_IN = "NOT_CHECKED_IN"
+    WAITING = "WAITING"
+    CALLED = "CALLED"
+    PASSED = "PASSED"
+
+
+@strawberry.enum(
+    description="The provincial credit platform's answer as it affects pay-later: UNKNOWN (not known "
+    "there) and UNAVAILABLE (platform down) both mean no pay-later, never a refusal."
+)
+class CreditStatus(Enum):
+    GOOD = "GOOD"
+    DEFAULTED_ELSEWHERE = "DEFAULTED_ELSEWHERE"
+    UNKNOWN = "UNKNOWN"
+    UNAVAILABLE = "UNAVAILABLE"
