@@ -55,7 +55,9 @@ def user_error(exc: e.DomainError) -> UserError:
             return AlreadyRegisteredError(message=m, code=code)
         case e.CreditDefaulted():
             return CreditDefaultedError(
-                message=m, code=code, arrears=Money(fen=exc.arrears_fen),
+                message=m,
+                code=code,
+                arrears=Money(fen=exc.arrears_fen),
                 top_up=DepositTopUpEntry(amount=Money(fen=exc.arrears_fen), route=TOP_UP_ROUTE),
                 appeal_url=exc.appeal_url,
             )
