@@ -117,7 +117,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = Database(settings.database_url, schema=settings.database_schema)
-        the_broker = broker or broker_from_url(settings.redis_url)
+        the_broker = broker or broker_from_url(settings.redis_url, namespace=settings.broker_namespace)
         await the_broker.start()
         rules, policy = rules_of(settings)
         deps = Deps(

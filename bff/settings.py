@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # PostgreSQL only: the schema (search_path) holding the BFF's tables, when not "public".
     database_schema: str | None = None
     redis_url: str | None = None
+    # Prefix of this deployment's pub/sub channels on a shared Redis.
+    broker_namespace: str = "bff"
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("var")

@@ -108,9 +108,12 @@ class RedisBroker:
     subscribers of one queue cost one Redis subscription.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, namespace: str = "bff") -> None:
         from redis.asyncio import Redis
 
+        # Redis pub/sub channels ignore the database number: the namespace keeps deployments
+        # (and test runs) that share one Redis from hearing each other.
+        self._prefix = f"{namespace}:"
         self._redis = Redis.from_url(url, decode_responses=True)
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._fanout = _LocalFanout()
@@ -122,7 +125,7 @@ class RedisBroker:
 
     async def publish(self, topic: str, event: Event) -> Event:
         stamped = stamp(event)
-        await self._redis.publish(topic, json.dumps(stamped, ensure_ascii=False))
+        await self._redis.publish(self._prefix + topic, json.dumps(stamped, ensure_ascii=False))
         return stamped
 
     @asynccontextmanager
@@ -131,7 +134,7 @@ class RedisBroker:
             first = topic not in self._fanout.subscribers
             q = self._fanout.add(topic)
             if first:
-                await self._pubsub.subscribe(topic)
+                await self._pubsub.subscribe(self._prefix + topic)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="redis-broker-reader")
         try:
@@ -140,7 +143,7 @@ class RedisBroker:
             async with self._lock:
                 if self._fanout.remove(topic, q):
                     with contextlib.suppress(Exception):
-                        await self._pubsub.unsubscribe(topic)
+                        await self._pubsub.unsubscribe(self._prefix + topic)
 
     async def _read(self) -> None:
         while True:
@@ -163,7 +166,7 @@ class RedisBroker:
             except (TypeError, ValueError):
                 log.warning("redis broker: dropped a message that is not JSON")
                 continue
-            self._fanout.deliver(message["channel"], event)
+            self._fanout.deliver(message["channel"].removeprefix(self._prefix), event)
 
     async def ping(self) -> None:
         await self._redis.ping()
@@ -178,9 +181,9 @@ class RedisBroker:
         await self._redis.aclose()
 
 
-def broker_from_url(url: str | None) -> Broker:
+def broker_from_url(url: str | None, *, namespace: str = "bff") -> Broker:
     if not url or url.startswith("memory://"):
         return MemoryBroker()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBroker(url)
+        return RedisBroker(url, namespace=namespace)
     raise ValueError(f"unsupported broker URL scheme: {url.split(':', 1)[0]}")

@@ -100,6 +100,8 @@ def make_settings(database: DatabaseTarget, tmp_path: Path, **overrides: Any) ->
         "data_dir": tmp_path,
         "callback_secret": "test-callback-secret",
         "hold_sweep_seconds": 3600,
+        # One namespace per test: runs sharing a Redis never hear each other's events.
+        "broker_namespace": f"test-{secrets.token_hex(4)}",
     }
     values.update(overrides)
     return Settings(**values)
@@ -110,10 +112,10 @@ def settings(database: DatabaseTarget, tmp_path: Path) -> Settings:
     return make_settings(database, tmp_path)
 
 
-async def open_broker(kind: str) -> Broker:
+async def open_broker(kind: str, namespace: str | None = None) -> Broker:
     if kind == "memory":
         return MemoryBroker()
-    broker = RedisBroker(REDIS_URL)
+    broker = RedisBroker(REDIS_URL, namespace=namespace or f"test-{secrets.token_hex(4)}")
     try:
         await broker.start()
     except (OSError, ConnectionError) as exc:

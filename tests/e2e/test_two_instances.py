@@ -3,6 +3,7 @@ update caused on one reaches a subscriber connected to the other."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,9 +23,10 @@ async def instances(
     database: DatabaseTarget, tmp_path: Path, clock: FixedClock
 ) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
     started: list[LiveServer] = []
+    namespace = f"test-{secrets.token_hex(4)}"  # one deployment: both instances share it
     try:
         for name in ("a", "b"):
-            settings = make_settings(database, tmp_path / name, redis_url=REDIS_URL)
+            settings = make_settings(database, tmp_path / name, redis_url=REDIS_URL, broker_namespace=namespace)
             started.append(await LiveServer(create_app(settings, clock=clock)).start())
         yield started[0], started[1]
     finally:

@@ -58,7 +58,7 @@ async def test_leaving_the_block_unsubscribes() -> None:
 async def test_two_redis_brokers_deliver_each_others_events() -> None:
     if not REDIS_URL:
         pytest.skip("REDIS_URL not set")
-    a, b = await open_broker("redis"), await open_broker("redis")
+    a, b = await open_broker("redis", "test-cross"), await open_broker("redis", "test-cross")
     try:
         async with b.subscribe("queue:cross") as events:
             await asyncio.sleep(0.05)
@@ -67,6 +67,21 @@ async def test_two_redis_brokers_deliver_each_others_events() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_deployments_sharing_a_redis_do_not_hear_each_other() -> None:
+    if not REDIS_URL:
+        pytest.skip("REDIS_URL not set")
+    ours, theirs = await open_broker("redis", "hospital-a"), await open_broker("redis", "hospital-b")
+    try:
+        async with ours.subscribe("queue:9") as events:
+            await asyncio.sleep(0.05)
+            await theirs.publish("queue:9", {"from": "b"})
+            await ours.publish("queue:9", {"from": "a"})
+            assert (await _next(events))["from"] == "a"
+    finally:
+        await ours.close()
+        await theirs.close()
 
 
 def test_the_backend_is_chosen_by_url() -> None:
