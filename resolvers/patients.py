@@ -267,7 +267,31 @@ async def update_patient(
         return _view(row, cipher)
 
 
-async def remove_patient(db: Database, clock: Clock, *, account_id: int, patient_id: int) -> int:
+ACTIVE_STATUSES = ("BOOKED", "CHECKED_IN", "CALLED")
+
+
+async def remove_patient(
+    db: Database, cipher: FieldCipher, his: HIS, clock: Clock, *, account_id: int, patient_id: int
+) -> int:
+    """Refused while the patient has visits ahead: they would vanish from the account's records."""
+    patient = await owned_patient(db, cipher, account_id=account_id, patient_id=patient_id)
+    cards = (await cards_of_patients(db, cipher, [patient_id]))[0]
+    his_ids = {card.his_patient_id for card in cards} | ({patient.his_patient_id} - {None})
+    if his_ids:
+        try:
+            active = await his.registrations_of_patients(
+                sorted(i for i in his_ids if i),
+                his_contract.RegistrationFilter(statuses=ACTIVE_STATUSES),
+                after=None,
+                first=1,
+            )
+        except SourceUnavailable as exc:
+            raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+        if active.items:
+            raise NotAllowed(
+                "This patient has visits that are booked or under way: cancel or finish them first.",
+                "ACTIVE_REGISTRATIONS",
+            )
     async with db.writing() as s:
         row = await _owned_row(s, account_id, patient_id)
         row.removed_at = clock.now()

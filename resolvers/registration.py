@@ -18,6 +18,7 @@ from datasources.his import contract as c
 from datasources.store import audit
 from realtime import topics
 from resolvers import notifications, patients, queue
+from resolvers import registration_rules as rules
 from resolvers.catalog import current_period
 from resolvers.deps import Deps
 from resolvers.errors import (
@@ -32,11 +33,9 @@ from resolvers.errors import (
     SlotTaken,
 )
 from resolvers.geofence import Point, distance_m, validate
+from resolvers.registration_rules import APPOINTMENT, SAME_DAY
 
 log = logging.getLogger(__name__)
-
-APPOINTMENT = "APPOINTMENT"
-SAME_DAY = "SAME_DAY"
 
 NOTICE_DEFAULTED_ELSEWHERE = (
     "You have unpaid bills at another hospital, so treat-first-pay-later is not available: "
@@ -256,16 +255,8 @@ async def his_patient_owners(deps: Deps, account_id: int) -> dict[str, int]:
 async def check_in(deps: Deps, *, account_id: int, registration_id: str, location: Point) -> CheckedIn:
     now = deps.clock.now()
     registration, patient_id = await owned_registration(deps, account_id=account_id, registration_id=registration_id)
-    if registration.status != "BOOKED":
-        raise NotAllowed(
-            f"This registration is {registration.status.lower().replace('_', ' ')}; it cannot check in.",
-            registration.status,
-        )
-    if local_date(registration.starts_at) != local_date(now):
-        raise NotAllowed("Check-in opens on the day of the visit.", "NOT_VISIT_DAY")
-    cutoff = registration.ends_at - deps.rules.take_number_cutoff
-    if now >= cutoff:
-        raise CutoffPassed("Check-in for this slot has closed; please ask at the registration desk.", cutoff)
+    if refusal := rules.check_in_refusal(registration, now, deps.rules):
+        raise refusal
     await _check_geofence(deps, registration.campus_id, location)
     patient = await patients.owned_patient(deps.db, deps.cipher, account_id=account_id, patient_id=patient_id)
     decision = await credit_decision(deps, patient)
@@ -293,16 +284,8 @@ class Cancelled:
 
 async def cancel_registration(deps: Deps, *, account_id: int, registration_id: str) -> Cancelled:
     registration, patient_id = await owned_registration(deps, account_id=account_id, registration_id=registration_id)
-    if registration.kind == SAME_DAY:
-        raise NotAllowed("Same-day registrations cannot be cancelled.", "SAME_DAY_NOT_CANCELLABLE")
-    if registration.status != "BOOKED":
-        raise NotAllowed(
-            f"This registration is {registration.status.lower().replace('_', ' ')}; it cannot be cancelled.",
-            registration.status,
-        )
-    cutoff = registration.starts_at - deps.rules.cancel_cutoff
-    if deps.clock.now() >= cutoff:
-        raise CutoffPassed("The time to cancel this appointment online has passed; please ask at the desk.", cutoff)
+    if refusal := rules.cancel_refusal(registration, deps.clock.now(), deps.rules):
+        raise refusal
     try:
         cancelled = await deps.sources.his.cancel_registration(registration.id)
     except SourceRejected as exc:

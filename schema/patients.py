@@ -165,7 +165,9 @@ class MedicalCardBound:
 SavePatientPayload = Annotated[
     PatientSaved | InvalidInputError | NotAllowedError | NotFoundError, strawberry.union("SavePatientPayload")
 ]
-RemovePatientPayload = Annotated[PatientRemoved | NotFoundError, strawberry.union("RemovePatientPayload")]
+RemovePatientPayload = Annotated[
+    PatientRemoved | NotFoundError | NotAllowedError | ServiceUnavailableError, strawberry.union("RemovePatientPayload")
+]
 BindMedicalCardPayload = Annotated[
     MedicalCardBound | MissingPatientInformationError | NotFoundError | NotAllowedError | ServiceUnavailableError,
     strawberry.union("BindMedicalCardPayload"),
@@ -214,7 +216,12 @@ class PatientsMutation:
         deps, viewer = info.context.deps, info.context.viewer
         try:
             removed = await patients.remove_patient(
-                deps.db, deps.clock, account_id=viewer.account_id or 0, patient_id=parse_id(input.patient_id)
+                deps.db,
+                deps.cipher,
+                deps.sources.his,
+                deps.clock,
+                account_id=viewer.account_id or 0,
+                patient_id=parse_id(input.patient_id),
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]

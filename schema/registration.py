@@ -11,6 +11,7 @@ import strawberry
 from datasources.his import contract as c
 from realtime import topics
 from resolvers import queue, registration
+from resolvers import registration_rules as rules
 from resolvers.errors import DomainError
 from resolvers.geofence import Point
 from schema.catalog import Campus, Department, Doctor
@@ -119,6 +120,24 @@ class Registration:
     async def campus(self, info: Ctx) -> Campus | None:
         found = await info.context.loaders.campus_by_id.load(self._source.campus_id)
         return Campus.of(found) if found else None
+
+    @strawberry.field(description="Until when it can be cancelled online; null for same-day registrations.")
+    def cancel_deadline(self, info: Ctx) -> dt.datetime | None:
+        return rules.cancel_deadline(self._source, info.context.deps.rules)
+
+    @strawberry.field(description="Whether `cancelRegistration` would be accepted now.")
+    def can_cancel(self, info: Ctx) -> bool:
+        deps = info.context.deps
+        return rules.cancel_refusal(self._source, deps.clock.now(), deps.rules) is None
+
+    @strawberry.field(description="Whether `checkIn` would be accepted now (the location is checked then).")
+    def can_check_in(self, info: Ctx) -> bool:
+        deps = info.context.deps
+        return rules.check_in_refusal(self._source, deps.clock.now(), deps.rules) is None
+
+    @strawberry.field(description="Check-in and taking a number close at this time.")
+    def check_in_closes_at(self, info: Ctx) -> dt.datetime:
+        return rules.check_in_closes_at(self._source, info.context.deps.rules)
 
     @strawberry.field(description="Null until checked in.")
     async def queue_position(self, info: Ctx) -> QueuePosition | None:

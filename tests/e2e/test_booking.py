@@ -293,3 +293,41 @@ async def test_an_unpaid_registration_gives_its_place_back_when_the_hold_ends(
     assert await _remaining(server, slots[0], tomorrow) == 3
     listed = await patient.client.execute("{ me { registrations { nodes { status } } } }")
     assert listed["me"]["registrations"]["nodes"] == [{"status": "EXPIRED"}]
+
+
+WINDOWS = "query ($id: ID!) { me { registration(id: $id) { canCancel canCheckIn cancelDeadline checkInClosesAt } } }"
+
+
+async def test_a_registration_says_in_advance_when_it_can_be_cancelled_or_checked_in(
+    server: LiveServer, clock: FixedClock
+) -> None:
+    hospital, patient = await _setup(server)
+    _, slots = await hospital.session(day=_tomorrow(clock), starts=[(10, 0)])
+    rid = (await patient.client.execute(BOOK, {"patientId": patient.patient_id, "slotId": slots[0]}))[
+        "bookAppointment"]["registration"]["id"]
+    today = (await patient.client.execute(WINDOWS, {"id": rid}))["me"]["registration"]
+    assert today == {"canCancel": True, "canCheckIn": False, "cancelDeadline": "2026-11-24T09:00:00+08:00",
+                     "checkInClosesAt": "2026-11-24T10:30:00+08:00"}
+    clock.advance(days=1, minutes=-5)  # tomorrow 09:05
+    patient = await hospital.relogin(server.url, patient)
+    tomorrow = (await patient.client.execute(WINDOWS, {"id": rid}))["me"]["registration"]
+    assert (tomorrow["canCancel"], tomorrow["canCheckIn"]) == (False, True)
+    cancel = (await patient.client.execute(CANCEL, {"id": rid}))["cancelRegistration"]
+    assert cancel["__typename"] == "CutoffPassedError"
+
+
+REMOVE = "mutation ($id: ID!) { removePatient(input: {patientId: $id}) { __typename ... on NotAllowedError { reason } } }"
+
+
+async def test_a_patient_with_visits_ahead_cannot_be_removed_until_they_are_cancelled(
+    server: LiveServer, clock: FixedClock
+) -> None:
+    hospital, patient = await _setup(server)
+    _, slots = await hospital.session(day=_tomorrow(clock))
+    rid = (await patient.client.execute(BOOK, {"patientId": patient.patient_id, "slotId": slots[0]}))[
+        "bookAppointment"]["registration"]["id"]
+    refused = (await patient.client.execute(REMOVE, {"id": patient.patient_id}))["removePatient"]
+    assert refused == {"__typename": "NotAllowedError", "reason": "ACTIVE_REGISTRATIONS"}
+    await patient.client.execute(CANCEL, {"id": rid})
+    removed = (await patient.client.execute(REMOVE, {"id": patient.patient_id}))["removePatient"]
+    assert removed["__typename"] == "PatientRemoved"
