@@ -30,6 +30,7 @@ from bff.graphql_view import BFFGraphQL
 from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
 from bff.settings import Settings
+from clients.profiles import load_profiles
 from datasources.channels.sandbox import SandboxChannelLogin
 from datasources.clock import Clock, SystemClock
 from datasources.credit.sandbox import SandboxCreditPlatform
@@ -40,7 +41,7 @@ from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from realtime.broker import Broker, broker_from_url
 from resolvers.deps import BookingRules, Deps
-from resolvers.identity import SessionPolicy
+from resolvers.identity import FrontEnd, SessionPolicy
 from resolvers.registration import release_expired_holds
 from schema.root import build_schema
 
@@ -75,6 +76,16 @@ def build_sources(settings: Settings, db: Database, clock: Clock) -> Sources:
     else:
         his = SandboxHIS(db, clock)
     return Sources(his=his, credit=SandboxCreditPlatform(db), channels=SandboxChannelLogin(db, clock))
+
+
+def front_ends() -> dict[str, FrontEnd]:
+    """The front ends that may open sessions: read from the channel profiles in clients/, not coded."""
+    return {
+        p.login.session_channel: FrontEnd(
+            code=p.login.session_channel, login=p.login.provider, roles=frozenset(p.roles)
+        )
+        for p in load_profiles().values()
+    }
 
 
 def rules_of(settings: Settings) -> tuple[BookingRules, SessionPolicy]:
@@ -121,8 +132,14 @@ def create_app(
         await the_broker.start()
         rules, policy = rules_of(settings)
         deps = Deps(
-            db=db, cipher=FieldCipher(master_key(settings)), sources=sources or build_sources(settings, db, clock),
-            broker=the_broker, clock=clock, rules=rules, sessions=policy,
+            db=db,
+            cipher=FieldCipher(master_key(settings)),
+            sources=sources or build_sources(settings, db, clock),
+            broker=the_broker,
+            clock=clock,
+            rules=rules,
+            sessions=policy,
+            front_ends=front_ends(),
         )
         state["deps"] = deps
         app.state.deps = deps

@@ -38,8 +38,15 @@ LOGINS = (
     DemoLogin("patient (WeChat), arrears here", 'loginWithWechat(input: {code: "wx-demo-defaulter"})'),
     DemoLogin("patient (WeChat), arrears elsewhere", 'loginWithWechat(input: {code: "wx-demo-elsewhere"})'),
     DemoLogin("doctor", 'loginWithPassword(input: {username: "doctor", password: "doctor-demo-2026"})'),
-    DemoLogin("pharmacist", 'loginWithPassword(input: {username: "pharmacist", password: "pharmacist-demo-2026"})'),
-    DemoLogin("operator", 'loginWithPassword(input: {username: "operator", password: "operator-demo-2026"})'),
+    DemoLogin(
+        "pharmacist",
+        'loginWithPassword(input: {username: "pharmacist", password: "pharmacist-demo-2026", '
+        'channel: "PHARMACIST_WORKBENCH"})',
+    ),
+    DemoLogin(
+        "operator",
+        'loginWithPassword(input: {username: "operator", password: "operator-demo-2026", channel: "OPS_DASHBOARD"})',
+    ),
 )
 
 CAMPUSES = (
@@ -135,9 +142,8 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
     )
     for channel, code, name, birth, male, here, elsewhere in people:
         await channels.issue_code(channel, f"demo-{code}", reusable=True, code=code)
-        login = await identity.login_with_channel(
-            db, channels, clock, identity.SessionPolicy(), channel=channel, code=code
-        )
+        app = identity.FrontEnd(code=channel, login=channel, roles=frozenset({identity.PATIENT}))
+        login = await identity.login_with_channel(db, channels, clock, identity.SessionPolicy(), app=app, code=code)
         account_id = login.viewer.account_id or 0
         number = demo_resident_id(code, birth, male)
         me = await patients.add_patient(

@@ -34,7 +34,10 @@ class Login:
     operation: str
     """The channel's document that calls it."""
     session_channel: str
-    """The channel the BFF records on the session (``WECHAT``, ``DOCTOR_H5``, ...)."""
+    """The channel the BFF records on the session (``WECHAT``, ``ELDERLY``, ``DOCTOR_H5``, ...); the
+    front end sends it as the login input's ``channel``."""
+    provider: str
+    """Who proves the user's identity: ``WECHAT``, ``ALIPAY`` or ``PASSWORD``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,7 @@ def _profile(path: Path) -> ChannelProfile:
             login=Login(
                 mutation=_text(login, "mutation"), operation=_text(login, "operation"),
                 session_channel=_text(login, "session_channel"),
+                provider=_text(login, "provider"),
             ),
             subscription_protocol=data.get("subscriptions", {}).get("protocol"),
             operations=tuple(_texts(documents, "operations")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ from datasources.sources import Sources
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from realtime.broker import Broker
-from resolvers.identity import SessionPolicy
+from resolvers.identity import FrontEnd, SessionPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +33,5 @@ class Deps:
     clock: Clock
     rules: BookingRules = field(default_factory=BookingRules)
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
+    # The front ends that may open sessions, by session channel code (from clients/ profiles).
+    front_ends: Mapping[str, FrontEnd] = field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NoReturn
@@ -36,6 +37,7 @@ PHARMACIST = "PHARMACIST"
 OPERATOR = "OPERATOR"
 DEVICE = "DEVICE"  # kiosks and bedside terminals: the patient proves identity per transaction
 ROLES = (PATIENT, DOCTOR, PHARMACIST, OPERATOR, DEVICE)
+PASSWORD = "PASSWORD"  # noqa: S105 - the name of the staff authenticator, not a secret
 STAFF_ROLES = (DOCTOR, PHARMACIST, OPERATOR)
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 
@@ -59,6 +61,24 @@ class Viewer:
 
 
 ANONYMOUS = Viewer()
+
+
+@dataclass(frozen=True, slots=True)
+class FrontEnd:
+    """A front end that may open sessions (from its channel profile in clients/): its session
+    channel code, the authenticator its users log in with, and the roles it serves."""
+
+    code: str  # WECHAT, ELDERLY, ALIPAY, DOCTOR_H5, ...
+    login: str  # WECHAT, ALIPAY or PASSWORD
+    roles: frozenset[str]
+
+
+def front_end(front_ends: Mapping[str, FrontEnd], code: str, login: str) -> FrontEnd:
+    found = front_ends.get(code)
+    if found is None or found.login != login:
+        usable = ", ".join(sorted(c for c, f in front_ends.items() if f.login == login))
+        raise InvalidInput("channel", f"Unknown front end {code!r} for this kind of login; use one of: {usable}.")
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +108,12 @@ def hash_password(password: str) -> str:
 
 
 async def login_with_channel(
-    db: Database, channels: ChannelLogin, clock: Clock, policy: SessionPolicy, *, channel: str, code: str
+    db: Database, channels: ChannelLogin, clock: Clock, policy: SessionPolicy, *, app: FrontEnd, code: str
 ) -> LoginResult:
+    """A patient front end's login: the channel's one-time code → its stable user id → the account."""
+    channel = app.login
+    if PATIENT not in app.roles:
+        raise LoginFailed("This app is not for patients.")
     if not code or len(code) > 128:
         raise InvalidInput("code", "Send the login code the mini-program just received.")
     try:
@@ -119,7 +143,7 @@ async def login_with_channel(
             account = found
         if account.disabled_at is not None:
             raise LoginFailed("This account is disabled; contact the hospital.")
-        token, opened = _open_session(s, account, channel, now, policy)
+        token, opened = _open_session(s, account, app.code, now, policy)
         await s.flush()
     viewer = await _viewer(db, account, opened)
     return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at, new_account=new_account)
@@ -148,9 +172,10 @@ async def login_with_password(
     *,
     username: str,
     password: str,
-    channel: str,
+    app: FrontEnd,
     request_id: str = "",
 ) -> LoginResult:
+    """A staff login; the account's role must be one the front end serves."""
     now = clock.now()
     async with db.reading() as s:
         credential = (
@@ -172,7 +197,9 @@ async def login_with_password(
         account = await s.get(Account, credential.account_id)
         if account is None or account.disabled_at is not None:
             raise LoginFailed("This account is disabled; contact the hospital.")
-        token, opened = _open_session(s, account, channel, now, policy)
+        if account.role not in app.roles:
+            raise LoginFailed(f"A {account.role.lower()} account cannot use this app; use your own role's app.")
+        token, opened = _open_session(s, account, app.code, now, policy)
         await s.flush()
         audit.record(
             s,
@@ -182,7 +209,7 @@ async def login_with_password(
             action="login",
             target_type="account",
             target_id=str(account.id),
-            detail={"channel": channel},
+            detail={"channel": app.code},
             request_id=request_id,
         )
     viewer = await _viewer(db, account, opened)

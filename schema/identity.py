@@ -50,18 +50,26 @@ LoginPayload = Annotated[
 @strawberry.input
 class WechatLoginInput:
     code: str = strawberry.field(description="The code from wx.login().")
+    channel: str = strawberry.field(
+        default="WECHAT", description="The front end logging in (its profile's session channel): WECHAT or ELDERLY."
+    )
 
 
 @strawberry.input
 class AlipayLoginInput:
     auth_code: str = strawberry.field(description="The authCode from my.getAuthCode().")
+    channel: str = strawberry.field(default="ALIPAY", description="The front end logging in: ALIPAY.")
 
 
 @strawberry.input
 class PasswordLoginInput:
     username: str
     password: str
-    channel: str = strawberry.field(default="DOCTOR_H5", description="The staff front end logging in.")
+    channel: str = strawberry.field(
+        default="DOCTOR_H5",
+        description="The staff front end logging in: DOCTOR_H5, PHARMACIST_WORKBENCH or OPS_DASHBOARD; "
+        "the account's role must be one it serves.",
+    )
 
 
 @strawberry.type
@@ -84,8 +92,9 @@ class IdentityMutation:
     async def login_with_wechat(self, info: Ctx, input: WechatLoginInput) -> LoginPayload:
         deps = info.context.deps
         try:
+            app = identity.front_end(deps.front_ends, input.channel, WECHAT)
             result = await identity.login_with_channel(
-                deps.db, deps.sources.channels, deps.clock, deps.sessions, channel=WECHAT, code=input.code
+                deps.db, deps.sources.channels, deps.clock, deps.sessions, app=app, code=input.code
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
@@ -95,8 +104,9 @@ class IdentityMutation:
     async def login_with_alipay(self, info: Ctx, input: AlipayLoginInput) -> LoginPayload:
         deps = info.context.deps
         try:
+            app = identity.front_end(deps.front_ends, input.channel, ALIPAY)
             result = await identity.login_with_channel(
-                deps.db, deps.sources.channels, deps.clock, deps.sessions, channel=ALIPAY, code=input.auth_code
+                deps.db, deps.sources.channels, deps.clock, deps.sessions, app=app, code=input.auth_code
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
@@ -106,13 +116,14 @@ class IdentityMutation:
     async def login_with_password(self, info: Ctx, input: PasswordLoginInput) -> LoginPayload:
         deps = info.context.deps
         try:
+            app = identity.front_end(deps.front_ends, input.channel, identity.PASSWORD)
             result = await identity.login_with_password(
                 deps.db,
                 deps.clock,
                 deps.sessions,
                 username=input.username,
                 password=input.password,
-                channel=input.channel,
+                app=app,
                 request_id=info.context.request_id,
             )
         except DomainError as exc:

@@ -50,7 +50,7 @@ PROFILES = load_profiles()
 SCHEMA = build_schema()
 GRAPHQL: GraphQLSchema = SCHEMA._schema
 ROLES = {identity.PATIENT, identity.DOCTOR, identity.PHARMACIST, identity.OPERATOR}
-PRODUCT_CHANNELS = {"wechat", "alipay", "elderly", "doctor_h5", "ops_dashboard"}
+PRODUCT_CHANNELS = {"wechat", "alipay", "elderly", "doctor_h5", "pharmacist_workbench", "ops_dashboard"}
 PATIENT_CHANNELS = sorted(c for c, p in PROFILES.items() if identity.PATIENT in p.roles)
 ALL_OPERATIONS = [(c, name) for c, p in sorted(PROFILES.items()) for name in p.operations]
 
@@ -227,7 +227,8 @@ def test_an_operation_a_channel_does_not_list_is_refused() -> None:
 
 def test_elderly_mode_is_the_wechat_front_end_made_smaller_and_simpler() -> None:
     elderly, wechat = PROFILES["elderly"], PROFILES["wechat"]
-    assert elderly.login == wechat.login
+    assert (elderly.login.mutation, elderly.login.provider) == (wechat.login.mutation, wechat.login.provider)
+    assert elderly.login.session_channel == "ELDERLY"  # its own front end on the same WeChat account
     assert elderly.presentation is not None and elderly.presentation.mode == "elderly"
     assert elderly.presentation.suggest_from_age == 60
     assert elderly.presentation.font_scale > 1
@@ -307,7 +308,7 @@ async def _patient_logs_in(server: LiveServer, hospital: Hospital, channel: str)
     profile = PROFILES[channel]
     login = operation(channel, profile.login.operation)
     (variable,) = Shape(login).operation.variable_definitions or ()
-    code = await hospital.channels.issue_code(profile.login.session_channel, f"{channel}-user")
+    code = await hospital.channels.issue_code(profile.login.provider, f"{channel}-user")
     anonymous = server.client()
     try:
         answer = (await anonymous.execute(login, {variable.variable.name.value: code}))[profile.login.mutation]

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from datasources.channels.contract import ALIPAY, WECHAT
 from datasources.clock import FixedClock
-from datasources.store.models import AuditEntry
+from datasources.store.models import AuditEntry, AuthSession
 from resolvers.identity import DOCTOR, OPERATOR, create_staff
 from tests.conftest import LiveServer
 from tests.factories import LOGIN, Hospital
@@ -16,8 +16,8 @@ mutation ($code: String!) {
   loginWithAlipay(input: {authCode: $code}) { __typename ... on LoginSuccess { token account { id role } } }
 }"""
 PASSWORD_LOGIN = """
-mutation ($u: String!, $p: String!) {
-  loginWithPassword(input: {username: $u, password: $p}) {
+mutation ($u: String!, $p: String!, $c: String! = "DOCTOR_H5") {
+  loginWithPassword(input: {username: $u, password: $p, channel: $c}) {
     __typename
     ... on LoginSuccess { token account { role permissions } }
     ... on AccountLockedError { until message }
@@ -95,8 +95,11 @@ async def test_operators_get_permissions_only_through_their_roles(server: LiveSe
         operator_roles={"front-desk": ["registrations.read"]},
     )
     await create_staff(server.deps.db, clock, role=OPERATOR, username="newbie", password="operator pass 2", display_name="N")
-    lead = (await server.client().execute(PASSWORD_LOGIN, {"u": "ops", "p": "operator pass 1"}))["loginWithPassword"]
-    newbie = (await server.client().execute(PASSWORD_LOGIN, {"u": "newbie", "p": "operator pass 2"}))["loginWithPassword"]
+    ops = "OPS_DASHBOARD"
+    lead = (await server.client().execute(PASSWORD_LOGIN, {"u": "ops", "p": "operator pass 1", "c": ops}))
+    lead = lead["loginWithPassword"]
+    newbie = (await server.client().execute(PASSWORD_LOGIN, {"u": "newbie", "p": "operator pass 2", "c": ops}))
+    newbie = newbie["loginWithPassword"]
     assert lead["account"]["permissions"] == ["registrations.read"]
     assert newbie["account"]["permissions"] == []
 
@@ -132,3 +135,36 @@ async def test_logout_ends_the_session_at_once(server: LiveServer) -> None:
     response = (await client.post(ME)).json()
     assert response["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert "logged out" in response["errors"][0]["message"]
+
+
+async def test_staff_open_sessions_only_in_a_front_end_that_serves_their_role(
+    server: LiveServer, clock: FixedClock
+) -> None:
+    await create_staff(server.deps.db, clock, role=DOCTOR, username="dr.li", password="doctor pass 12", display_name="Li")
+    client = server.client()
+    wrong_app = {"u": "dr.li", "p": "doctor pass 12", "c": "OPS_DASHBOARD"}
+    refused = (await client.execute(PASSWORD_LOGIN, wrong_app))["loginWithPassword"]
+    assert refused["__typename"] == "LoginFailedError"
+    assert "cannot use this app" in refused["message"]
+    unknown = (await client.execute(PASSWORD_LOGIN, {**wrong_app, "c": "WECHAT"}))["loginWithPassword"]
+    assert unknown["__typename"] == "InvalidInputError"
+    assert "DOCTOR_H5" in unknown["message"] and "OPS_DASHBOARD" in unknown["message"]
+    ok = (await client.execute(PASSWORD_LOGIN, {**wrong_app, "c": "DOCTOR_H5"}))["loginWithPassword"]
+    assert ok["__typename"] == "LoginSuccess"
+
+
+ELDERLY_LOGIN = """
+mutation ($code: String!) {
+  loginWithWechat(input: {code: $code, channel: "ELDERLY"}) { __typename ... on LoginSuccess { token account { id } } }
+}"""
+
+
+async def test_the_elderly_mode_is_the_same_wechat_account_in_its_own_front_end(server: LiveServer) -> None:
+    hospital = Hospital(server.deps.db, server.deps.clock)
+    standard = await _login(server, await hospital.channels.issue_code(WECHAT, "grandma"))
+    elderly = (await server.client().execute(ELDERLY_LOGIN, {"code": await hospital.channels.issue_code(WECHAT, "grandma")}))
+    elderly = elderly["loginWithWechat"]
+    assert elderly["account"]["id"] == standard["account"]["id"]
+    async with server.deps.db.reading() as s:
+        channels = (await s.execute(select(AuthSession.channel).order_by(AuthSession.id))).scalars().all()
+    assert channels == ["WECHAT", "ELDERLY"]
