@@ -62,9 +62,18 @@ class ChannelProfile:
     fragments: tuple[str, ...]
     presentation: Presentation | None
     directory: Path
+    borrows_from: Path | None = None
+    """Another channel's folder supplying the documents this one does not write itself (the same
+    flows in another app: Alipay sends WeChat's documents, with its own login)."""
 
     def document_path(self, name: str) -> Path:
-        return self.directory / f"{name}.graphql"
+        return self.file_path(f"{name}.graphql")
+
+    def file_path(self, file: str) -> Path:
+        own = self.directory / file
+        if own.is_file() or self.borrows_from is None:
+            return own
+        return self.borrows_from / file
 
 
 def load_profiles(root: Path = ROOT) -> dict[str, ChannelProfile]:
@@ -123,7 +132,7 @@ def _fragments(root: Path, channel: str) -> Mapping[str, tuple[str, frozenset[st
     profile = _cached_profiles(root)[channel]
     found: dict[str, tuple[str, frozenset[str]]] = {}
     for file in profile.fragments:
-        path = profile.directory / file
+        path = profile.file_path(file)
         text = path.read_text(encoding="utf-8")
         for definition in parse(text).definitions:
             if not isinstance(definition, FragmentDefinitionNode):
@@ -177,6 +186,7 @@ def _profile(path: Path) -> ChannelProfile:
                 note=str(presentation.get("note", "")),
             ),
             directory=path.parent,
+            borrows_from=path.parent.parent / documents["borrow_from"] if "borrow_from" in documents else None,
         )
     except (KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise ProfileError(f"{path}: {exc!r}") from exc

@@ -79,7 +79,7 @@ def _fragment_names(profile: ChannelProfile) -> set[str]:
     return {
         d.name.value
         for file in profile.fragments
-        for d in parse((profile.directory / file).read_text(encoding="utf-8")).definitions
+        for d in parse(profile.file_path(file).read_text(encoding="utf-8")).definitions
         if isinstance(d, FragmentDefinitionNode)
     }
 
@@ -213,9 +213,20 @@ def test_every_channel_subscribes_over_graphql_transport_ws() -> None:
 def test_profiles_list_exactly_the_documents_in_their_folder() -> None:
     for profile in PROFILES.values():
         assert len(set(profile.operations)) == len(profile.operations), f"{profile.channel} lists one twice"
-        assert _document_files(profile) == {f"{name}.graphql" for name in profile.operations}, profile.channel
+        listed = {f"{name}.graphql" for name in profile.operations}
+        assert _document_files(profile) <= listed, f"{profile.channel} has documents it does not list"
+        for name in profile.operations:
+            assert profile.document_path(name).is_file(), f"{profile.channel}: no document {name}"
+        if profile.borrows_from is None:
+            assert _document_files(profile) == listed, profile.channel
         for file in profile.fragments:
-            assert (profile.directory / file).is_file(), f"{profile.channel}: {file}"
+            assert profile.file_path(file).is_file(), f"{profile.channel}: {file}"
+
+
+def test_alipay_sends_the_wechat_documents_except_its_own_login() -> None:
+    alipay = PROFILES["alipay"]
+    assert _document_files(alipay) == {"LoginWithAlipay.graphql"}
+    assert operation("alipay", "BookAppointment") == operation("wechat", "BookAppointment")
 
 
 def test_an_operation_a_channel_does_not_list_is_refused() -> None:
