@@ -52,7 +52,7 @@ from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from realtime import topics
 from realtime.broker import MemoryBroker
-from resolvers import patients, registration
+from resolvers import medical_cards, patients, registration
 from resolvers.deps import Deps
 from resolvers.geofence import Point
 
@@ -116,16 +116,14 @@ async def populate(api: Api, data_dir: Path, total: int, slot_id: str) -> list[t
             for j in range(min(10, total - a * 10)):
                 data = person(100_000 + a * 10 + j)
                 view = await patients.add_patient(
-                    db, cipher, real, account_id=account_id,
+                    deps, account_id=account_id,
                     data=patients.PatientInput(
                         name=data["name"], relationship=data["relationship"], document_type="RESIDENT_ID",
                         document_number=data["documentNumber"], phone=data["phone"], ethnicity=data["ethnicity"],
                         occupation=data["occupation"], address=data["address"], address_detail=data["addressDetail"],
                     ),
                 )
-                await patients.create_hospital_record(
-                    db, cipher, deps.sources.his, real, account_id=account_id, patient_id=view.id
-                )
+                await medical_cards.create_hospital_record(deps, account_id=account_id, patient_id=view.id)
                 booked = await registration.book_appointment(
                     deps, account_id=account_id, patient_id=view.id, slot_id=slot_id
                 )

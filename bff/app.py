@@ -31,6 +31,7 @@ from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
 from bff.settings import Settings
 from clients.profiles import load_profiles
+from datasources.cache import Invalidations
 from datasources.channels.sandbox import SandboxChannelLogin
 from datasources.clock import Clock, SystemClock
 from datasources.credit.sandbox import SandboxCreditPlatform
@@ -141,6 +142,8 @@ def create_app(
             sessions=policy,
             front_ends=front_ends(),
         )
+        deps.invalidations = Invalidations(deps.cache, the_broker)
+        await deps.invalidations.start()
         state["deps"] = deps
         app.state.deps = deps
         graphql = BFFGraphQL(schema, deps, graphiql=settings.environment == "development")
@@ -153,6 +156,7 @@ def create_app(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await deps.invalidations.close()
             if broker is None:
                 await the_broker.close()
             if sources is None and hasattr(deps.sources.his, "aclose"):

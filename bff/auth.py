@@ -7,9 +7,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from resolvers import sessions
 from resolvers.deps import Deps
 from resolvers.errors import NotAuthenticated
-from resolvers.identity import ANONYMOUS, Viewer, viewer_for_token
+from resolvers.identity import ANONYMOUS, Viewer
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -39,7 +40,7 @@ async def resolve_viewer(deps: Deps, token: str | None) -> tuple[Viewer, str | N
     if token is None:
         return ANONYMOUS, None
     try:
-        return await viewer_for_token(deps.db, deps.clock, deps.sessions, token), None
+        return await sessions.viewer(deps, token), None
     except NotAuthenticated as exc:
         return ANONYMOUS, exc.message
 

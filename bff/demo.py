@@ -17,10 +17,13 @@ from datasources.channels.sandbox import SandboxChannelLogin
 from datasources.clock import Clock, local_date, local_datetime
 from datasources.credit.sandbox import SandboxCreditPlatform
 from datasources.his.sandbox import SandboxHIS, SandboxHISAdmin
+from datasources.sources import Sources
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.models import Account
-from resolvers import identity, patients
+from realtime.broker import MemoryBroker
+from resolvers import identity, medical_cards, patients
+from resolvers.deps import Deps
 from resolvers.documents import check_digit
 
 DAYS = 14
@@ -133,7 +136,8 @@ async def extend_schedules(admin: SandboxHISAdmin, today: date) -> None:
 async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: SandboxHISAdmin) -> None:
     channels = SandboxChannelLogin(db, clock)
     credit = SandboxCreditPlatform(db)
-    his = SandboxHIS(db, clock)
+    sources = Sources(his=SandboxHIS(db, clock), credit=credit, channels=channels)
+    deps = Deps(db=db, cipher=cipher, sources=sources, broker=MemoryBroker(), clock=clock)
     people = (
         (WECHAT, "wx-demo-patient", "张三", "19800101", True, 0, 0),
         (ALIPAY, "ali-demo-patient", "李四", "19750615", True, 0, 0),
@@ -147,9 +151,7 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
         account_id = login.viewer.account_id or 0
         number = demo_resident_id(code, birth, male)
         me = await patients.add_patient(
-            db,
-            cipher,
-            clock,
+            deps,
             account_id=account_id,
             data=patients.PatientInput(
                 name=name,
@@ -163,16 +165,14 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
                 address_detail="中山路 100 号",
             ),
         )
-        await patients.create_hospital_record(db, cipher, his, clock, account_id=account_id, patient_id=me.id)
+        await medical_cards.create_hospital_record(deps, account_id=account_id, patient_id=me.id)
         await credit.put_record(
             name=name, document_number=number, arrears_here_fen=here, arrears_elsewhere_fen=elsewhere
         )
         if code == "wx-demo-patient":
             # A child whose record is still incomplete: the app must send the user to the form.
             await patients.add_patient(
-                db,
-                cipher,
-                clock,
+                deps,
                 account_id=account_id,
                 data=patients.PatientInput(
                     name="张小三",

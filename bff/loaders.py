@@ -12,7 +12,7 @@ from strawberry.extensions import SchemaExtension
 
 from datasources.clock import local_date
 from datasources.his import contract as c
-from resolvers import catalog, notifications, patients
+from resolvers import cache_keys, catalog, notifications, patients
 from resolvers.deps import Deps
 
 T = TypeVar("T")
@@ -34,17 +34,26 @@ class FreshLoadersPerOperation(SchemaExtension):
 
 
 class Loaders:
+    """Each batch goes through the shared cache first (see resolvers.cache_keys for what and how long)."""
+
     def __init__(self, deps: Deps) -> None:
-        his = deps.sources.his
+        his, cache = deps.sources.his, deps.cache
 
         async def doctors(keys: list[str]) -> list[c.Doctor | None]:
-            return _by_id(await his.doctors_by_ids(list(keys)), keys)
+            async def load(missing: list[str]) -> list[c.Doctor | None]:
+                return _by_id(await his.doctors_by_ids(missing), missing)
+
+            return await cache.many(cache_keys.DOCTOR, keys, cache_keys.CATALOG_TTL, load)
 
         async def departments(keys: list[str]) -> list[c.Department | None]:
-            return _by_id(await his.departments_by_ids(list(keys)), keys)
+            async def load(missing: list[str]) -> list[c.Department | None]:
+                return _by_id(await his.departments_by_ids(missing), missing)
+
+            return await cache.many(cache_keys.DEPARTMENT, keys, cache_keys.CATALOG_TTL, load)
 
         async def campuses(keys: list[str]) -> list[c.Campus | None]:
-            return _by_id(await his.campuses(), keys)
+            every = await cache.through(cache_keys.CAMPUSES, cache_keys.CATALOG_TTL, his.campuses)
+            return _by_id(every, keys)
 
         async def schedules(keys: list[str]) -> list[c.Schedule | None]:
             return _by_id(await his.schedules_by_ids(list(keys)), keys)
@@ -70,17 +79,29 @@ class Loaders:
             return [found.get(k, []) for k in keys]
 
         async def queue_snapshots(keys: list[str]) -> list[c.QueueSnapshot | None]:
-            found = {s.schedule_id: s for s in await his.queue_snapshots(list(keys))}
-            return [found.get(k) for k in keys]
+            async def load(missing: list[str]) -> list[c.QueueSnapshot | None]:
+                found = {s.schedule_id: s for s in await his.queue_snapshots(missing)}
+                return [found.get(k) for k in missing]
+
+            return await cache.many(cache_keys.QUEUE, keys, cache_keys.QUEUE_TTL, load)
 
         async def patients_of(keys: list[int]) -> list[list[patients.PatientView]]:
-            return await patients.patients_of_accounts(deps.db, deps.cipher, keys)
+            async def load(missing: list[int]) -> list[list[patients.PatientView]]:
+                return await patients.patients_of_accounts(deps.db, deps.cipher, missing)
+
+            return await cache.many(cache_keys.PATIENTS, keys, cache_keys.PATIENTS_TTL, load)
 
         async def cards_of(keys: list[int]) -> list[list[patients.CardView]]:
-            return await patients.cards_of_patients(deps.db, deps.cipher, keys)
+            async def load(missing: list[int]) -> list[list[patients.CardView]]:
+                return await patients.cards_of_patients(deps.db, deps.cipher, missing)
+
+            return await cache.many(cache_keys.CARDS, keys, cache_keys.PATIENTS_TTL, load)
 
         async def unread(keys: list[int]) -> list[int]:
-            return await notifications.unread_counts(deps.db, keys)
+            async def load(missing: list[int]) -> list[int]:
+                return await notifications.unread_counts(deps.db, missing)
+
+            return await cache.many(cache_keys.UNREAD, keys, cache_keys.UNREAD_TTL, load)
 
         self.doctor_by_id = DataLoader(doctors)
         self.department_by_id = DataLoader(departments)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from datasources.cache import Cache, Invalidations
 from datasources.clock import Clock
 from datasources.sources import Sources
 from datasources.store.db import Database
@@ -35,3 +36,13 @@ class Deps:
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     # The front ends that may open sessions, by session channel code (from clients/ profiles).
     front_ends: Mapping[str, FrontEnd] = field(default_factory=dict)
+    cache: Cache = field(default_factory=Cache)
+    # Set by the app: invalidations reach every BFF process through the broker.
+    invalidations: Invalidations | None = None
+
+    async def invalidate(self, *keys: str) -> None:
+        """Call after the write that changed the data has committed."""
+        if self.invalidations is not None:
+            await self.invalidations.invalidate(*keys)
+        else:
+            self.cache.invalidate(keys)

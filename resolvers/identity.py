@@ -269,8 +269,25 @@ async def _permissions(db: Database, account: Account) -> frozenset[str]:
     return frozenset(rows)
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    """A session found valid at ``last_seen_at``: what the session cache keeps."""
+
+    viewer: Viewer
+    expires_at: datetime
+    last_seen_at: datetime
+
+    def usable_at(self, now: datetime, policy: SessionPolicy) -> bool:
+        """Still valid without asking the database: not expired, not idle, last use recorded."""
+        return self.expires_at > now and now - self.last_seen_at < min(LAST_SEEN_RESOLUTION, policy.idle)
+
+
 async def viewer_for_token(db: Database, clock: Clock, policy: SessionPolicy, token: str) -> Viewer:
     """Resolves a bearer token; idle and absolute expiry and revocation apply at once."""
+    return (await active_session(db, clock, policy, token)).viewer
+
+
+async def active_session(db: Database, clock: Clock, policy: SessionPolicy, token: str) -> ActiveSession:
     now = clock.now()
     async with db.reading() as s:
         row = (
@@ -289,10 +306,12 @@ async def viewer_for_token(db: Database, clock: Clock, policy: SessionPolicy, to
         raise NotAuthenticated("The session has expired; log in again.")
     if account.disabled_at is not None:
         raise NotAuthenticated("This account is disabled; contact the hospital.")
-    if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
+    last_seen = session.last_seen_at
+    if now - last_seen >= LAST_SEEN_RESOLUTION:
         async with db.writing() as s:
             await s.execute(update(AuthSession).where(col(AuthSession.id) == session.id).values(last_seen_at=now))
-    return await _viewer(db, account, session)
+        last_seen = now
+    return ActiveSession(await _viewer(db, account, session), session.expires_at, last_seen)
 
 
 async def _viewer(db: Database, account: Account, session: AuthSession) -> Viewer:
@@ -307,15 +326,18 @@ async def _viewer(db: Database, account: Account, session: AuthSession) -> Viewe
     )
 
 
-async def logout(db: Database, clock: Clock, viewer: Viewer) -> None:
+async def logout(db: Database, clock: Clock, viewer: Viewer) -> str:
+    """Revokes the viewer's session; returns its token hash, the key it was cached under."""
     if viewer.session_id is None:
         raise NotAuthenticated("Nobody is logged in.")
     async with db.writing() as s:
-        await s.execute(
+        revoked = await s.execute(
             update(AuthSession)
-            .where(col(AuthSession.id) == viewer.session_id, col(AuthSession.revoked_at).is_(None))
+            .where(col(AuthSession.id) == viewer.session_id)
             .values(revoked_at=clock.now())
+            .returning(col(AuthSession.token_hash))
         )
+        return str(revoked.scalar_one())
 
 
 async def create_staff(

@@ -8,18 +8,17 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from datasources.clock import Clock, local_date
-from datasources.errors import SourceRejected, SourceUnavailable
+from datasources.clock import local_date
+from datasources.errors import SourceUnavailable
 from datasources.his import contract as his_contract
-from datasources.his.contract import HIS
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.models import MedicalCardBinding, Patient
-from resolvers import documents
+from resolvers import cache_keys, documents
+from resolvers.deps import Deps
 from resolvers.errors import InvalidInput, MissingPatientInformation, NotAllowed, NotFound, ServiceUnavailable
 
 RELATIONSHIPS = ("SELF", "CHILD", "PARENT", "SPOUSE", "OTHER")
@@ -189,10 +188,8 @@ def _apply(row: Patient, data: PatientInput, cipher: FieldCipher) -> None:
     row.address_detail = data.address_detail
 
 
-async def add_patient(
-    db: Database, cipher: FieldCipher, clock: Clock, *, account_id: int, data: PatientInput
-) -> PatientView:
-    now = clock.now()
+async def add_patient(deps: Deps, *, account_id: int, data: PatientInput) -> PatientView:
+    db, cipher, now = deps.db, deps.cipher, deps.clock.now()
     data = _validated(data, local_date(now))
     index = cipher.blind_index(data.document_number, context="patient.document_number")
     async with db.writing() as s:
@@ -223,7 +220,9 @@ async def add_patient(
         _apply(row, data, cipher)
         s.add(row)
         await s.flush()
-        return _view(row, cipher)
+        view = _view(row, cipher)
+    await deps.invalidate(cache_keys.patients(account_id))
+    return view
 
 
 async def _owned_row(s: AsyncSession, account_id: int, patient_id: int) -> Patient:
@@ -233,10 +232,8 @@ async def _owned_row(s: AsyncSession, account_id: int, patient_id: int) -> Patie
     return row
 
 
-async def update_patient(
-    db: Database, cipher: FieldCipher, clock: Clock, *, account_id: int, patient_id: int, changes: dict[str, Any]
-) -> PatientView:
-    now = clock.now()
+async def update_patient(deps: Deps, *, account_id: int, patient_id: int, changes: dict[str, Any]) -> PatientView:
+    db, cipher, now = deps.db, deps.cipher, deps.clock.now()
     async with db.writing() as s:
         row = await _owned_row(s, account_id, patient_id)
         current = _view(row, cipher)
@@ -264,16 +261,17 @@ async def update_patient(
                 raise NotAllowed("Your account already has a patient marked as yourself.", "SELF_EXISTS")
         _apply(row, data, cipher)
         row.updated_at = now
-        return _view(row, cipher)
+        view = _view(row, cipher)
+    await deps.invalidate(cache_keys.patients(account_id))
+    return view
 
 
 ACTIVE_STATUSES = ("BOOKED", "CHECKED_IN", "CALLED")
 
 
-async def remove_patient(
-    db: Database, cipher: FieldCipher, his: HIS, clock: Clock, *, account_id: int, patient_id: int
-) -> int:
+async def remove_patient(deps: Deps, *, account_id: int, patient_id: int) -> int:
     """Refused while the patient has visits ahead: they would vanish from the account's records."""
+    db, cipher, his = deps.db, deps.cipher, deps.sources.his
     patient = await owned_patient(db, cipher, account_id=account_id, patient_id=patient_id)
     cards = (await cards_of_patients(db, cipher, [patient_id]))[0]
     his_ids = {card.his_patient_id for card in cards} | ({patient.his_patient_id} - {None})
@@ -294,8 +292,9 @@ async def remove_patient(
             )
     async with db.writing() as s:
         row = await _owned_row(s, account_id, patient_id)
-        row.removed_at = clock.now()
-        return row.id or 0
+        row.removed_at = deps.clock.now()
+    await deps.invalidate(cache_keys.patients(account_id))
+    return patient_id
 
 
 async def patients_of_accounts(
@@ -324,7 +323,7 @@ async def owned_patient(db: Database, cipher: FieldCipher, *, account_id: int, p
         return _view(await _owned_row(s, account_id, patient_id), cipher)
 
 
-def _card_view(row: MedicalCardBinding, cipher: FieldCipher) -> CardView:
+def card_view(row: MedicalCardBinding, cipher: FieldCipher) -> CardView:
     return CardView(
         id=row.id or 0,
         patient_id=row.patient_id,
@@ -350,95 +349,10 @@ async def cards_of_patients(db: Database, cipher: FieldCipher, patient_ids: Sequ
         )
     grouped: dict[int, list[CardView]] = {p: [] for p in patient_ids}
     for row in rows:
-        grouped[row.patient_id].append(_card_view(row, cipher))
+        grouped[row.patient_id].append(card_view(row, cipher))
     return [grouped[p] for p in patient_ids]
 
 
 def require_complete(patient: PatientView) -> None:
     if patient.missing_fields:
         raise MissingPatientInformation(patient.id, list(patient.missing_fields))
-
-
-async def find_hospital_cards(
-    db: Database, cipher: FieldCipher, his: HIS, *, account_id: int, patient_id: int
-) -> list[his_contract.MedicalCard]:
-    """Cards HIS holds under this patient's name and document number (both must match)."""
-    patient = await owned_patient(db, cipher, account_id=account_id, patient_id=patient_id)
-    try:
-        return await his.find_cards(name=patient.name, document_number=patient.document_number)
-    except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
-
-
-def card_ref(cipher: FieldCipher, card_no: str) -> str:
-    """An opaque handle for a card found in HIS: the client picks from a list without seeing numbers."""
-    return cipher.blind_index(card_no, context="card.ref")[:32]
-
-
-async def bind_card(
-    db: Database, cipher: FieldCipher, his: HIS, clock: Clock, *, account_id: int, patient_id: int, ref: str
-) -> CardView:
-    """Binds a card that HIS holds under the patient's own name and document number."""
-    patient = await owned_patient(db, cipher, account_id=account_id, patient_id=patient_id)
-    require_complete(patient)
-    cards = await find_hospital_cards(db, cipher, his, account_id=account_id, patient_id=patient_id)
-    card = next((c for c in cards if card_ref(cipher, c.card_no) == ref.strip()), None)
-    if card is None:
-        raise NotFound("The hospital has no card with this number under this patient's name and ID.")
-    return await _bind(db, cipher, clock, patient_id=patient_id, card=card)
-
-
-async def create_hospital_record(
-    db: Database, cipher: FieldCipher, his: HIS, clock: Clock, *, account_id: int, patient_id: int
-) -> CardView:
-    """建档: creates the patient's record in HIS and binds the new card."""
-    patient = await owned_patient(db, cipher, account_id=account_id, patient_id=patient_id)
-    require_complete(patient)
-    try:
-        card = await his.create_record(
-            his_contract.PatientRecordInput(
-                name=patient.name,
-                document_type=patient.document_type,
-                document_number=patient.document_number,
-                gender=patient.gender,
-                birth_date=patient.birth_date,
-                phone=patient.phone,
-                nationality=patient.nationality,
-                address=" ".join(filter(None, (patient.address, patient.address_detail))),
-            )
-        )
-    except SourceRejected as exc:
-        if exc.code == his_contract.RECORD_EXISTS:
-            raise NotAllowed(
-                "The hospital already has a record for this person: bind one of the existing cards instead.",
-                "RECORD_EXISTS",
-            ) from exc
-        raise
-    except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
-    return await _bind(db, cipher, clock, patient_id=patient_id, card=card)
-
-
-async def _bind(
-    db: Database, cipher: FieldCipher, clock: Clock, *, patient_id: int, card: his_contract.MedicalCard
-) -> CardView:
-    now = clock.now()
-    try:
-        async with db.writing() as s:
-            row = MedicalCardBinding(
-                patient_id=patient_id,
-                card_no_enc=cipher.encrypt(card.card_no, context="card.card_no"),
-                card_no_index=cipher.blind_index(card.card_no, context="card.card_no"),
-                card_type=card.card_type,
-                his_patient_id=card.his_patient_id,
-                bound_at=now,
-            )
-            s.add(row)
-            patient = await s.get(Patient, patient_id)
-            assert patient is not None
-            if patient.his_patient_id is None:
-                patient.his_patient_id = card.his_patient_id
-            await s.flush()
-            return _card_view(row, cipher)
-    except IntegrityError as exc:
-        raise NotAllowed("This card is already bound to this patient.", "ALREADY_BOUND") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from datasources.clock import SHANGHAI, local_date
 from datasources.credit import contract as credit
@@ -17,7 +18,7 @@ from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.his import contract as c
 from datasources.store import audit
 from realtime import topics
-from resolvers import notifications, patients, queue
+from resolvers import cache_keys, notifications, patients, queue
 from resolvers import registration_rules as rules
 from resolvers.catalog import current_period
 from resolvers.deps import Deps
@@ -181,6 +182,8 @@ async def _notify(deps: Deps, account_id: int, kind: str, title: str, body: str)
             notifications.add(s, account_id=account_id, kind=kind, title=title, body=body, at=deps.clock.now())
     except Exception:
         log.exception("storing a %s notification failed", kind)
+    # The account's registrations changed too: whoever notifies has just booked, checked in or cancelled.
+    await deps.invalidate(cache_keys.unread(account_id), cache_keys.registrations(account_id))
 
 
 async def book_appointment(deps: Deps, *, account_id: int, patient_id: int, slot_id: str) -> Booked:
@@ -312,9 +315,38 @@ async def publish_released(deps: Deps, schedule_id: str, slot_id: str | None = N
 
 
 async def publish_queue(deps: Deps, schedule_id: str) -> c.QueueSnapshot:
-    snapshots = await deps.sources.his.queue_snapshots([schedule_id])
-    await deps.broker.publish(topics.queue(schedule_id), queue.event_of(snapshots[0]))
-    return snapshots[0]
+    """Reads the queue from HIS and tells everyone who follows it."""
+    snapshot = (await deps.sources.his.queue_snapshots([schedule_id]))[0]
+    await _queue_changed(deps, snapshot)
+    return snapshot
+
+
+async def _queue_changed(deps: Deps, snapshot: c.QueueSnapshot) -> None:
+    await deps.invalidate(cache_keys.queue(snapshot.schedule_id))
+    await deps.broker.publish(topics.queue(snapshot.schedule_id), queue.event_of(snapshot))
+
+
+def upcoming_from(now: datetime) -> datetime:
+    """"Not over yet", to the cache's resolution: a visit ended seconds ago may still be listed."""
+    return now.replace(microsecond=0) - timedelta(seconds=now.second % int(cache_keys.REGISTRATIONS_TTL))
+
+
+async def registrations_page(
+    deps: Deps, *, account_id: int, his_patient_ids: list[str], flt: c.RegistrationFilter, after: str | None, first: int
+) -> c.RegistrationPage:
+    """The account's registrations from HIS, cached briefly per account; its own changes invalidate."""
+    account_key = cache_keys.registrations(account_id)
+    # Invalidating the account's key moves its generation on: every cached page of it is left behind.
+    variant = (tuple(sorted(his_patient_ids)), flt, after, first)
+    key = f"{account_key}#{deps.cache.generation(account_key)}:{hash(variant)}"
+
+    async def load() -> c.RegistrationPage:
+        page: c.RegistrationPage = await _his(
+            deps.sources.his.registrations_of_patients(his_patient_ids, flt, after=after, first=first)
+        )
+        return page
+
+    return await deps.cache.through(key, cache_keys.REGISTRATIONS_TTL, load)
 
 
 async def call_next(
@@ -332,7 +364,7 @@ async def call_next(
         raise
     except SourceUnavailable as exc:
         raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
-    await deps.broker.publish(topics.queue(schedule_id), queue.event_of(snapshot))
+    await _queue_changed(deps, snapshot)
     async with deps.db.writing() as s:
         audit.record(
             s,

@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 
 from datasources.channels.contract import ALIPAY, WECHAT
-from resolvers import identity
+from resolvers import identity, sessions
 from resolvers.errors import DomainError
 from schema.common import AccountLockedError, Ctx, InvalidInputError, LoginFailedError, ServiceUnavailableError
 from schema.enums import Role
@@ -132,5 +132,5 @@ class IdentityMutation:
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Ends this session at once.")
     async def logout(self, info: Ctx) -> LogoutPayload:
-        await identity.logout(info.context.deps.db, info.context.deps.clock, info.context.viewer)
+        await sessions.log_out(info.context.deps, info.context.viewer)
         return LogoutPayload(ok=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 
 from datasources.his import contract as his_contract
-from resolvers import patients
+from resolvers import medical_cards, patients
 from resolvers.errors import DomainError, NotFound
 from resolvers.privacy import mask_card_number, mask_document_number, mask_name, mask_phone
 from schema.common import (
@@ -183,9 +183,7 @@ class PatientsMutation:
             **{k: plain(getattr(input, k)) for k in patients.PatientInput.__dataclass_fields__}
         )
         try:
-            view = await patients.add_patient(
-                deps.db, deps.cipher, deps.clock, account_id=viewer.account_id or 0, data=data
-            )
+            view = await patients.add_patient(deps, account_id=viewer.account_id or 0, data=data)
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
         return PatientSaved(patient=Patient.of(view))
@@ -200,9 +198,7 @@ class PatientsMutation:
         }
         try:
             view = await patients.update_patient(
-                deps.db,
-                deps.cipher,
-                deps.clock,
+                deps,
                 account_id=viewer.account_id or 0,
                 patient_id=parse_id(input.patient_id),
                 changes=changes,
@@ -216,10 +212,7 @@ class PatientsMutation:
         deps, viewer = info.context.deps, info.context.viewer
         try:
             removed = await patients.remove_patient(
-                deps.db,
-                deps.cipher,
-                deps.sources.his,
-                deps.clock,
+                deps,
                 account_id=viewer.account_id or 0,
                 patient_id=parse_id(input.patient_id),
             )
@@ -232,11 +225,8 @@ class PatientsMutation:
         deps, viewer = info.context.deps, info.context.viewer
         try:
             patient_id = parse_id(input.patient_id)
-            card = await patients.bind_card(
-                deps.db,
-                deps.cipher,
-                deps.sources.his,
-                deps.clock,
+            card = await medical_cards.bind_card(
+                deps,
                 account_id=viewer.account_id or 0,
                 patient_id=patient_id,
                 ref=input.card_ref,
@@ -255,11 +245,8 @@ class PatientsMutation:
         deps, viewer = info.context.deps, info.context.viewer
         try:
             patient_id = parse_id(input.patient_id)
-            card = await patients.create_hospital_record(
-                deps.db,
-                deps.cipher,
-                deps.sources.his,
-                deps.clock,
+            card = await medical_cards.create_hospital_record(
+                deps,
                 account_id=viewer.account_id or 0,
                 patient_id=patient_id,
             )
@@ -273,7 +260,7 @@ class PatientsMutation:
 
 def hospital_card(cipher, card: his_contract.MedicalCard) -> HospitalCard:  # type: ignore[no-untyped-def]
     return HospitalCard(
-        ref=patients.card_ref(cipher, card.card_no),
+        ref=medical_cards.card_ref(cipher, card.card_no),
         card_no=mask_card_number(card.card_no),
         card_type=card.card_type,
         created_at=card.created_at,

@@ -8,7 +8,7 @@ import strawberry
 
 from datasources.clock import local_date
 from datasources.his import contract as c
-from resolvers import catalog, patients
+from resolvers import catalog, medical_cards, registration
 from resolvers.errors import NotFound
 from schema.catalog import Schedule
 from schema.common import Connection, Ctx, Edge, PageInfo
@@ -43,10 +43,8 @@ class Me:
     )
     async def hospital_cards(self, info: Ctx, patient_id: strawberry.ID) -> list[HospitalCard]:
         deps = info.context.deps
-        found = await patients.find_hospital_cards(
-            deps.db,
-            deps.cipher,
-            deps.sources.his,
+        found = await medical_cards.find_hospital_cards(
+            deps,
             account_id=info.context.viewer.account_id or 0,
             patient_id=parse_id(patient_id),
         )
@@ -62,18 +60,18 @@ class Me:
         if not owners:
             return Connection(edges=[], page_info=PageInfo(has_next_page=False, end_cursor=None))
         deps = info.context.deps
-        page = await catalog.in_service(
-            deps.sources.his.registrations_of_patients(
-                list(owners),
-                c.RegistrationFilter(
-                    statuses=tuple(s.value for s in flt.statuses) if flt.statuses else (ACTIVE if flt.upcoming else ()),
-                    date_from=flt.date_from,
-                    date_to=flt.date_to,
-                    upcoming_from=deps.clock.now() if flt.upcoming else None,
-                ),
-                after=after,
-                first=first,
-            )
+        page = await registration.registrations_page(
+            deps,
+            account_id=info.context.viewer.account_id or 0,
+            his_patient_ids=list(owners),
+            flt=c.RegistrationFilter(
+                statuses=tuple(s.value for s in flt.statuses) if flt.statuses else (ACTIVE if flt.upcoming else ()),
+                date_from=flt.date_from,
+                date_to=flt.date_to,
+                upcoming_from=registration.upcoming_from(deps.clock.now()) if flt.upcoming else None,
+            ),
+            after=after,
+            first=first,
         )
         edges = [
             Edge(cursor=cursor, node=Registration.of(r, owners[r.his_patient_id]))

@@ -54,3 +54,25 @@ async def test_a_subscriber_on_instance_b_sees_the_doctor_call_made_on_instance_
         assert await call_next(doctor, schedule_id) == 2
         assert (await next_position(updates))["state"] == "CALLED"
     await doctor.aclose()
+
+
+PATIENT_NAMES = "{ me { patients { name } } }"
+UPDATE_NAME = """
+mutation ($id: ID!) { updatePatient(input: {patientId: $id, occupation: "退休"}) { __typename } }"""
+OCCUPATIONS = "{ me { patients { occupation } } }"
+LOGOUT = "mutation { logout { ok } }"
+
+
+async def test_what_one_instance_changes_the_other_serves_at_once_despite_its_cache(
+    instances: tuple[LiveServer, LiveServer],
+) -> None:
+    a, b = instances
+    hospital = await Hospital(a.deps.db, a.deps.clock).build()
+    patient = await hospital.patient(a.url)
+    on_a, on_b = a.client(patient.token), b.client(patient.token)
+    assert (await on_b.execute(OCCUPATIONS))["me"]["patients"] == [{"occupation": "教师"}]  # B caches it
+    await on_a.execute(UPDATE_NAME, {"id": patient.patient_id})
+    assert (await on_b.execute(OCCUPATIONS))["me"]["patients"] == [{"occupation": "退休"}]
+    assert (await on_a.execute(LOGOUT))["logout"]["ok"] is True
+    refused = (await on_b.post(PATIENT_NAMES)).json()  # B had the session cached
+    assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

@@ -1,0 +1,134 @@
+"""A small in-process read cache with time limits, generations and cluster-wide invalidation.
+
+What a request reads again and again (sessions, the catalog, an account's patients, HIS lists)
+is kept here for a few seconds to minutes. Every write that changes such data invalidates its keys
+through ``Invalidations``, which publishes them on the broker so every BFF process drops them too.
+A value loaded while an invalidation happened is not stored (the key's generation moved on), so a
+slow read can never put back what a write just replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from realtime.broker import Broker
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+TOPIC = "cache-invalidations"
+_MISSING = object()
+
+
+class Cache:
+    def __init__(self, *, max_entries: int = 50_000, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._generations: dict[str, int] = {}
+        self._max = max_entries
+        self._now = monotonic
+
+    def get(self, key: str) -> Any:
+        """The cached value, or ``Cache.MISSING``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return _MISSING
+        if entry[0] <= self._now():
+            del self._entries[key]
+            return _MISSING
+        return entry[1]
+
+    MISSING = _MISSING
+
+    def generation(self, key: str) -> int:
+        return self._generations.get(key, 0)
+
+    def put(self, key: str, value: Any, ttl: float, *, generation: int) -> None:
+        """Stores unless ``key`` was invalidated since ``generation`` was read."""
+        if self._generations.get(key, 0) != generation:
+            return
+        self._entries[key] = (self._now() + ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every value (generations move on, so loads in flight are not stored either)."""
+        self.invalidate(list(self._entries))
+
+    def invalidate(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
+            self._generations[key] = self._generations.get(key, 0) + 1
+
+    async def through(self, key: str, ttl: float, load: Callable[[], Awaitable[T]]) -> T:
+        found = self.get(key)
+        if found is not _MISSING:
+            return found  # type: ignore[no-any-return]
+        generation = self.generation(key)
+        value = await load()
+        self.put(key, value, ttl, generation=generation)
+        return value
+
+    async def many(
+        self, prefix: str, keys: Sequence[Any], ttl: float, load: Callable[[list[Any]], Awaitable[Sequence[T]]]
+    ) -> list[T]:
+        """A batch lookup (for DataLoaders): loads only the missing keys, in one call, in order."""
+        found: dict[Any, Any] = {}
+        missing: list[Any] = []
+        for k in keys:
+            value = self.get(f"{prefix}:{k}")
+            if value is _MISSING:
+                missing.append(k)
+            else:
+                found[k] = value
+        if missing:
+            generations = {k: self.generation(f"{prefix}:{k}") for k in missing}
+            for k, value in zip(missing, await load(missing), strict=True):
+                found[k] = value
+                self.put(f"{prefix}:{k}", value, ttl, generation=generations[k])
+        return [found[k] for k in keys]
+
+
+class Invalidations:
+    """Invalidates keys here at once and, through the broker, in every other BFF process."""
+
+    def __init__(self, cache: Cache, broker: Broker) -> None:
+        self.cache = cache
+        self.broker = broker
+        self._listener: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="cache-invalidations")
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.broker.subscribe(TOPIC) as events:
+                    self._ready.set()
+                    async for event in events:
+                        self.cache.invalidate(event.get("keys", ()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("cache invalidation listener failed; resubscribing", exc_info=True)
+                await asyncio.sleep(1)
+
+    async def invalidate(self, *keys: str) -> None:
+        self.cache.invalidate(keys)
+        try:
+            await self.broker.publish(TOPIC, {"keys": list(keys)})
+        except Exception:
+            log.warning("could not broadcast a cache invalidation; other processes catch up by expiry")
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener

@@ -1,0 +1,83 @@
+"""The read cache: time limits, generations against stale writes, and invalidation across processes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from datasources.cache import Cache, Invalidations
+from realtime.broker import Broker
+
+
+class Ticking:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_value_lives_until_its_time_limit() -> None:
+    tick = Ticking()
+    cache = Cache(monotonic=tick)
+    cache.put("k", 1, 5, generation=cache.generation("k"))
+    tick.now += 4.9
+    assert cache.get("k") == 1
+    tick.now += 0.2
+    assert cache.get("k") is Cache.MISSING
+
+
+async def test_a_load_that_overlaps_an_invalidation_is_not_stored() -> None:
+    cache = Cache()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_old_read() -> str:
+        started.set()
+        await release.wait()
+        return "before the write"
+
+    reading = asyncio.create_task(cache.through("patients:1", 60, slow_old_read))
+    await started.wait()
+    cache.invalidate(["patients:1"])  # the write commits while the read is in flight
+    release.set()
+    assert await reading == "before the write"  # that caller gets what it read...
+    assert cache.get("patients:1") is Cache.MISSING  # ...but nobody after it does
+
+
+async def test_a_batch_loads_only_what_is_missing_in_one_call() -> None:
+    cache = Cache()
+    calls: list[list[int]] = []
+
+    async def load(missing: list[int]) -> list[str]:
+        calls.append(missing)
+        return [f"doctor {k}" for k in missing]
+
+    assert await cache.many("doctor", [1, 2], 60, load) == ["doctor 1", "doctor 2"]
+    assert await cache.many("doctor", [2, 3, 1], 60, load) == ["doctor 2", "doctor 3", "doctor 1"]
+    assert calls == [[1, 2], [3]]
+
+
+def test_the_oldest_entries_give_way_when_full() -> None:
+    cache = Cache(max_entries=2)
+    for key in ("a", "b", "c"):
+        cache.put(key, key, 60, generation=0)
+    assert cache.get("a") is Cache.MISSING and cache.get("c") == "c"
+
+
+async def test_an_invalidation_reaches_every_process_sharing_the_broker(broker: Broker) -> None:
+    here, there = Cache(), Cache()
+    ours, theirs = Invalidations(here, broker), Invalidations(there, broker)
+    await ours.start()
+    await theirs.start()
+    try:
+        for cache in (here, there):
+            cache.put("session:abc", "alive", 60, generation=0)
+        await ours.invalidate("session:abc")
+        for _ in range(100):
+            if there.get("session:abc") is Cache.MISSING:
+                break
+            await asyncio.sleep(0.01)
+        assert here.get("session:abc") is Cache.MISSING
+        assert there.get("session:abc") is Cache.MISSING
+    finally:
+        await ours.close()
+        await theirs.close()
