@@ -31,6 +31,7 @@ class Cache:
         self._generations: dict[str, int] = {}
         self._max = max_entries
         self._now = monotonic
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
 
     def get(self, key: str) -> Any:
         """The cached value, or ``Cache.MISSING``."""
@@ -66,31 +67,67 @@ class Cache:
             self._generations[key] = self._generations.get(key, 0) + 1
 
     async def through(self, key: str, ttl: float, load: Callable[[], Awaitable[T]]) -> T:
+        """The cached value, or one load shared by every caller that misses at the same time."""
         found = self.get(key)
         if found is not _MISSING:
             return found  # type: ignore[no-any-return]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)  # type: ignore[no-any-return]
         generation = self.generation(key)
-        value = await load()
-        self.put(key, value, ttl, generation=generation)
-        return value
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        else:
+            future.set_result(value)
+            self.put(key, value, ttl, generation=generation)
+            return value
+        finally:
+            del self._inflight[key]
 
     async def many(
         self, prefix: str, keys: Sequence[Any], ttl: float, load: Callable[[list[Any]], Awaitable[Sequence[T]]]
     ) -> list[T]:
-        """A batch lookup (for DataLoaders): loads only the missing keys, in one call, in order."""
+        """A batch lookup (for DataLoaders): loads only the missing keys, in one call, in order;
+        keys another caller is loading already are waited for, not loaded twice."""
         found: dict[Any, Any] = {}
         missing: list[Any] = []
+        waiting: dict[Any, asyncio.Future[Any]] = {}
         for k in keys:
             value = self.get(f"{prefix}:{k}")
-            if value is _MISSING:
-                missing.append(k)
+            if value is not _MISSING:
+                found[k] = value
+            elif (pending := self._inflight.get(f"{prefix}:{k}")) is not None:
+                waiting[k] = pending
             else:
-                found[k] = value
+                missing.append(k)
         if missing:
+            loop = asyncio.get_running_loop()
             generations = {k: self.generation(f"{prefix}:{k}") for k in missing}
-            for k, value in zip(missing, await load(missing), strict=True):
+            futures = {k: loop.create_future() for k in missing}
+            for k in missing:
+                self._inflight[f"{prefix}:{k}"] = futures[k]
+            try:
+                values = await load(missing)
+            except BaseException as exc:
+                for future in futures.values():
+                    future.set_exception(exc)
+                    future.exception()
+                raise
+            finally:
+                for k in missing:
+                    del self._inflight[f"{prefix}:{k}"]
+            for k, value in zip(missing, values, strict=True):
                 found[k] = value
+                futures[k].set_result(value)
                 self.put(f"{prefix}:{k}", value, ttl, generation=generations[k])
+        for k, pending in waiting.items():
+            found[k] = await asyncio.shield(pending)
         return [found[k] for k in keys]
 
 

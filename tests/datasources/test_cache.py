@@ -81,3 +81,43 @@ async def test_an_invalidation_reaches_every_process_sharing_the_broker(broker: 
     finally:
         await ours.close()
         await theirs.close()
+
+
+async def test_callers_missing_the_same_key_at_once_share_one_load() -> None:
+    cache = Cache()
+    loads = 0
+
+    async def load() -> str:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.01)
+        return "queue state"
+
+    results = await asyncio.gather(*(cache.through("queue:7", 3, load) for _ in range(20)))
+    assert results == ["queue state"] * 20 and loads == 1
+
+
+async def test_batches_that_overlap_load_each_key_once() -> None:
+    cache = Cache()
+    calls: list[list[int]] = []
+
+    async def load(missing: list[int]) -> list[int]:
+        calls.append(missing)
+        await asyncio.sleep(0.01)
+        return [k * 10 for k in missing]
+
+    first, second = await asyncio.gather(cache.many("d", [1, 2], 60, load), cache.many("d", [2, 3], 60, load))
+    assert (first, second) == ([10, 20], [20, 30])
+    assert calls == [[1, 2], [3]]
+
+
+async def test_a_failed_shared_load_fails_every_waiter_and_is_not_cached() -> None:
+    cache = Cache()
+
+    async def broken() -> str:
+        await asyncio.sleep(0.01)
+        raise ConnectionError("HIS down")
+
+    results = await asyncio.gather(*(cache.through("k", 3, broken) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+    assert cache.get("k") is Cache.MISSING
