@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Annotated
 
 import strawberry
@@ -72,9 +73,10 @@ class Patient:
         description="Fields to complete before binding a card or booking; empty when the record is complete."
     )
     has_hospital_record: bool
+    cards: list[MedicalCard]
 
     @staticmethod
-    def of(x: patients.PatientView) -> Patient:
+    def of(x: patients.PatientView, cards: list[patients.CardView]) -> Patient:
         return Patient(
             id=strawberry.ID(str(x.id)),
             name=mask_name(x.name),
@@ -91,15 +93,18 @@ class Patient:
             address_detail=x.address_detail,
             missing_fields=list(x.missing_fields),
             has_hospital_record=x.his_patient_id is not None,
+            cards=[MedicalCard.of(k) for k in cards],
         )
 
     @strawberry.field
     def is_complete(self) -> bool:
         return not self.missing_fields
 
-    @strawberry.field
-    async def cards(self, info: Ctx) -> list[MedicalCard]:
-        return [MedicalCard.of(k) for k in await info.context.loaders.cards_by_patient.load(int(self.id))]
+
+async def patients_of(info: Ctx, views: Sequence[patients.PatientView]) -> list[Patient]:
+    """Patients with their cards, loaded together: the fields below resolve without awaiting."""
+    cards = await info.context.loaders.cards_by_patient.load_many([v.id for v in views])
+    return [Patient.of(v, k) for v, k in zip(views, cards, strict=True)]
 
 
 @strawberry.input
@@ -186,7 +191,7 @@ class PatientsMutation:
             view = await patients.add_patient(deps, account_id=viewer.account_id or 0, data=data)
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
-        return PatientSaved(patient=Patient.of(view))
+        return PatientSaved(patient=(await patients_of(info, [view]))[0])
 
     @strawberry.mutation(permission_classes=[IsPatient])
     async def update_patient(self, info: Ctx, input: UpdatePatientInput) -> SavePatientPayload:
@@ -205,7 +210,7 @@ class PatientsMutation:
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
-        return PatientSaved(patient=Patient.of(view))
+        return PatientSaved(patient=(await patients_of(info, [view]))[0])
 
     @strawberry.mutation(permission_classes=[IsPatient])
     async def remove_patient(self, info: Ctx, input: PatientRefInput) -> RemovePatientPayload:
@@ -236,7 +241,7 @@ class PatientsMutation:
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
-        return MedicalCardBound(card=MedicalCard.of(card), patient=Patient.of(view))
+        return MedicalCardBound(card=MedicalCard.of(card), patient=(await patients_of(info, [view]))[0])
 
     @strawberry.mutation(
         permission_classes=[IsPatient], description="建档: create the hospital record and bind its card."
@@ -255,7 +260,7 @@ class PatientsMutation:
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
-        return MedicalCardBound(card=MedicalCard.of(card), patient=Patient.of(view))
+        return MedicalCardBound(card=MedicalCard.of(card), patient=(await patients_of(info, [view]))[0])
 
 
 def hospital_card(cipher, card: his_contract.MedicalCard) -> HospitalCard:  # type: ignore[no-untyped-def]

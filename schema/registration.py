@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from typing import Annotated
 
 import strawberry
@@ -39,7 +41,7 @@ from schema.enums import (
     RegistrationStatus,
 )
 from schema.errors import user_error
-from schema.patients import Patient, parse_id
+from schema.patients import Patient, parse_id, patients_of
 from schema.permissions import IsDoctor, IsPatient
 
 
@@ -79,11 +81,15 @@ class Registration:
     )
     queue_number: int | None
     schedule_id: strawberry.ID
+    patient: Patient | None
+    doctor: Doctor | None
+    department: Department | None
+    campus: Campus | None
+    queue_position: QueuePosition | None = strawberry.field(description="Null until checked in.")
     _source: strawberry.Private[c.Registration]
-    _patient_id: strawberry.Private[int]
 
     @staticmethod
-    def of(r: c.Registration, patient_id: int) -> Registration:
+    def of(r: c.Registration, related: Related) -> Registration:
         return Registration(
             id=strawberry.ID(r.id),
             kind=RegistrationKind(r.kind),
@@ -96,30 +102,17 @@ class Registration:
             hold_expires_at=r.hold_expires_at,
             queue_number=r.queue_number,
             schedule_id=strawberry.ID(r.schedule_id),
+            patient=related.patient,
+            doctor=Doctor.of(related.doctor) if related.doctor else None,
+            department=Department.of(related.department) if related.department else None,
+            campus=Campus.of(related.campus) if related.campus else None,
+            queue_position=QueuePosition.of(
+                queue.position(r.id, r.schedule_id, r.queue_number, r.status, related.snapshot)
+            )
+            if related.snapshot is not None and r.status in IN_QUEUE
+            else None,
             _source=r,
-            _patient_id=patient_id,
         )
-
-    @strawberry.field
-    async def patient(self, info: Ctx) -> Patient | None:
-        mine = await info.context.loaders.patients_by_account.load(info.context.viewer.account_id or 0)
-        found = next((p for p in mine if p.id == self._patient_id), None)
-        return Patient.of(found) if found else None
-
-    @strawberry.field
-    async def doctor(self, info: Ctx) -> Doctor | None:
-        found = await info.context.loaders.doctor_by_id.load(self._source.doctor_id)
-        return Doctor.of(found) if found else None
-
-    @strawberry.field
-    async def department(self, info: Ctx) -> Department | None:
-        found = await info.context.loaders.department_by_id.load(self._source.department_id)
-        return Department.of(found) if found else None
-
-    @strawberry.field
-    async def campus(self, info: Ctx) -> Campus | None:
-        found = await info.context.loaders.campus_by_id.load(self._source.campus_id)
-        return Campus.of(found) if found else None
 
     @strawberry.field(description="Until when it can be cancelled online; null for same-day registrations.")
     def cancel_deadline(self, info: Ctx) -> dt.datetime | None:
@@ -139,15 +132,39 @@ class Registration:
     def check_in_closes_at(self, info: Ctx) -> dt.datetime:
         return rules.check_in_closes_at(self._source, info.context.deps.rules)
 
-    @strawberry.field(description="Null until checked in.")
-    async def queue_position(self, info: Ctx) -> QueuePosition | None:
-        r = self._source
-        if r.status not in ("CHECKED_IN", "CALLED"):
-            return None
-        snapshot = await info.context.loaders.queue_snapshot_by_schedule.load(r.schedule_id)
-        if snapshot is None:
-            return None
-        return QueuePosition.of(queue.position(r.id, r.schedule_id, r.queue_number, r.status, snapshot))
+
+IN_QUEUE = ("CHECKED_IN", "CALLED")
+
+
+@dataclass(frozen=True, slots=True)
+class Related:
+    patient: Patient | None
+    doctor: c.Doctor | None
+    department: c.Department | None
+    campus: c.Campus | None
+    snapshot: c.QueueSnapshot | None
+
+
+async def registrations_of(info: Ctx, items: Sequence[tuple[c.Registration, int]]) -> list[Registration]:
+    """Registrations with everything they link to, loaded in one round per kind (through the
+    request's DataLoaders and the shared cache), so their fields resolve without awaiting."""
+    loaders = info.context.loaders
+    regs = [r for r, _ in items]
+    in_queue = sorted({r.schedule_id for r in regs if r.status in IN_QUEUE})
+    doctors, departments, campuses, snapshots, mine = await asyncio.gather(
+        loaders.doctor_by_id.load_many([r.doctor_id for r in regs]),
+        loaders.department_by_id.load_many([r.department_id for r in regs]),
+        loaders.campus_by_id.load_many([r.campus_id for r in regs]),
+        loaders.queue_snapshot_by_schedule.load_many(in_queue),
+        loaders.patients_by_account.load(info.context.viewer.account_id or 0),
+    )
+    queues = dict(zip(in_queue, snapshots, strict=True))
+    wanted = {patient_id for _, patient_id in items}
+    people = {int(p.id): p for p in await patients_of(info, [v for v in mine if v.id in wanted])}
+    return [
+        Registration.of(r, Related(people.get(patient_id), doctor, department, campus, queues.get(r.schedule_id)))
+        for (r, patient_id), doctor, department, campus in zip(items, doctors, departments, campuses, strict=True)
+    ]
 
 
 @strawberry.input
@@ -263,9 +280,9 @@ def _point(location: LocationInput) -> Point:
     return Point(location.latitude, location.longitude, location.system.value)
 
 
-def _checked_in(result: registration.CheckedIn) -> CheckedIn:
+async def _checked_in(info: Ctx, result: registration.CheckedIn) -> CheckedIn:
     return CheckedIn(
-        registration=Registration.of(result.registration, result.patient_id),
+        registration=(await registrations_of(info, [(result.registration, result.patient_id)]))[0],
         queue_position=QueuePosition.of(result.position),
         pay_later_eligible=result.credit.pay_later_eligible,
         credit_status=CreditStatus(result.credit.status),
@@ -285,7 +302,7 @@ class RegistrationMutation:
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
         return AppointmentBooked(
-            registration=Registration.of(booked.registration, booked.patient_id),
+            registration=(await registrations_of(info, [(booked.registration, booked.patient_id)]))[0],
             pay_later_eligible=booked.credit.pay_later_eligible,
             credit_status=CreditStatus(booked.credit.status),
             notice=booked.credit.notice,
@@ -304,7 +321,7 @@ class RegistrationMutation:
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
-        return _checked_in(result)
+        return await _checked_in(info, result)
 
     @strawberry.mutation(permission_classes=[IsPatient], description="签到: join the queue on the day of the visit.")
     async def check_in(self, info: Ctx, input: CheckInInput) -> CheckInPayload:
@@ -318,7 +335,7 @@ class RegistrationMutation:
             )
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
-        return _checked_in(result)
+        return await _checked_in(info, result)
 
     @strawberry.mutation(permission_classes=[IsPatient], description="退号: appointments only, before the cut-off.")
     async def cancel_registration(self, info: Ctx, input: CancelRegistrationInput) -> CancelRegistrationPayload:
@@ -330,7 +347,8 @@ class RegistrationMutation:
         except DomainError as exc:
             return user_error(exc)  # type: ignore[return-value]
         return RegistrationCancelled(
-            registration=Registration.of(result.registration, result.patient_id), refund_pending=result.refund_pending
+            registration=(await registrations_of(info, [(result.registration, result.patient_id)]))[0],
+            refund_pending=result.refund_pending,
         )
 
     @strawberry.mutation(permission_classes=[IsDoctor], description="叫号: the doctor calls the next patient.")

@@ -13,9 +13,9 @@ from resolvers.errors import NotFound
 from schema.catalog import Schedule
 from schema.common import Connection, Ctx, Edge, PageInfo
 from schema.identity import Account
-from schema.patients import HospitalCard, Patient, hospital_card, parse_id
+from schema.patients import HospitalCard, Patient, hospital_card, parse_id, patients_of
 from schema.permissions import IsAuthenticated, IsDoctor, IsPatient
-from schema.registration import QueueState, Registration, RegistrationFilter
+from schema.registration import QueueState, Registration, RegistrationFilter, registrations_of
 
 ACTIVE = ("BOOKED", "CHECKED_IN", "CALLED")
 
@@ -29,13 +29,13 @@ class Me:
     @strawberry.field(permission_classes=[IsPatient], description="The patients this account manages.")
     async def patients(self, info: Ctx) -> list[Patient]:
         mine = await info.context.loaders.patients_by_account.load(info.context.viewer.account_id or 0)
-        return [Patient.of(p) for p in mine]
+        return await patients_of(info, mine)
 
     @strawberry.field(permission_classes=[IsPatient])
     async def patient(self, info: Ctx, id: strawberry.ID) -> Patient | None:
         mine = await info.context.loaders.patients_by_account.load(info.context.viewer.account_id or 0)
         found = next((p for p in mine if str(p.id) == id), None)
-        return Patient.of(found) if found else None
+        return (await patients_of(info, [found]))[0] if found else None
 
     @strawberry.field(
         permission_classes=[IsPatient],
@@ -73,10 +73,8 @@ class Me:
             after=after,
             first=first,
         )
-        edges = [
-            Edge(cursor=cursor, node=Registration.of(r, owners[r.his_patient_id]))
-            for r, cursor in zip(page.items, page.cursors, strict=True)
-        ]
+        nodes = await registrations_of(info, [(r, owners[r.his_patient_id]) for r in page.items])
+        edges = [Edge(cursor=cursor, node=node) for node, cursor in zip(nodes, page.cursors, strict=True)]
         return Connection(
             edges=edges, page_info=PageInfo(has_next_page=page.has_more, end_cursor=edges[-1].cursor if edges else None)
         )
@@ -87,7 +85,7 @@ class Me:
         found = await catalog.in_service(info.context.deps.sources.his.registrations_by_ids([id]))
         if not found or found[0].his_patient_id not in owners:
             return None
-        return Registration.of(found[0], owners[found[0].his_patient_id])
+        return (await registrations_of(info, [(found[0], owners[found[0].his_patient_id])]))[0]
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def unread_notification_count(self, info: Ctx) -> int:
