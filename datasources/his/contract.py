@@ -153,7 +153,7 @@ class QueueSnapshot:
 
     schedule_id: str
     called_number: int | None
-    waiting: tuple[int, ...] = field(default=())
+    waiting: tuple[int, ...] = field(default=())  # the numbers checked in and not yet called, ascending
     average_consult_minutes: int = 10
 
 
