@@ -223,11 +223,12 @@ async def listen_redis(redis_url: str, topic: str, stamps: list[float], stop: as
 
 async def run_broker(
     broker: str, redis_url: str | None, data_dir: Path, work: Path, schedule_id: str,
-    subscriptions: list[tuple[str, str]], processes: int, rounds: int,
+    subscriptions: list[tuple[str, str]], processes: int, rounds: int, workers: int = 1,
 ) -> dict[str, Any]:
     port = servers.free_port()
     server = servers.project(
-        data_dir, port, work, redis_url=redis_url, name=f"project-{broker}", extra_env={"BROKER_NAMESPACE": NAMESPACE}
+        data_dir, port, work, redis_url=redis_url, name=f"project-{broker}", extra_env={"BROKER_NAMESPACE": NAMESPACE},
+        workers=workers,
     )
     clients: Clients | None = None
     base = f"http://{servers.HOST}:{port}"
@@ -286,13 +287,18 @@ async def run_broker(
     return {"broker": broker, "subscribed": subscribed, "connect_s": round(connect_s, 1), "rounds": rounds_out}
 
 
+def _server(workers: int) -> str:
+    return "One project process" if workers == 1 else f"{workers} project processes sharing events through Redis"
+
+
 def render(result: dict[str, Any]) -> str:
     lines = [
         "## Queue update fan-out to 1,000 subscribers (bench/fanout.py)",
         "",
         f"- Command: `{result['command']}`",
         f"- Date: {result['date']}; machine: {result['machine']}",
-        f"- One project process (main.py: uvicorn, SQLite); {result['processes']} client processes × "
+        f"- {_server(result.get('server_workers', 1))} (main.py: uvicorn, SQLite); "
+        f"{result['processes']} client processes × "
         f"{result['subscribers'] // result['processes']} WebSockets (graphql-transport-ws, `websockets`), "
         f"each subscribed to `queueUpdates` of its own checked-in registration in one doctor session; "
         f"{FRONT} patients ahead of them without subscriber, so each `callNextPatient` moves all "
@@ -348,9 +354,14 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         subscriptions = queue[FRONT:]
         brokers = []
         plan = [("redis", args.redis_url), ("memory", None)] if args.redis_url else [("memory", None)]
+        if args.server_workers > 1:
+            plan = [(f"redis, {args.server_workers} server processes", args.redis_url)]
         for name, url in plan:
             brokers.append(
-                await run_broker(name, url, data_dir, work, schedule_id, subscriptions, args.processes, args.rounds)
+                await run_broker(
+                    name, url, data_dir, work, schedule_id, subscriptions, args.processes, args.rounds,
+                    workers=args.server_workers,
+                )
             )
     finally:
         if args.keep:
@@ -369,7 +380,11 @@ def main() -> None:
                         help="'' to skip the Redis broker")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--server-workers", type=int, default=1,
+                        help="uvicorn worker processes of the project (more than 1: Redis broker only)")
     args = parser.parse_args()
+    if args.server_workers > 1 and not args.redis_url:
+        raise SystemExit("several server processes share events through Redis: give --redis-url")
     if args.rounds > FRONT:
         raise SystemExit(f"at most {FRONT} rounds")
     fd_limit = raise_fd_limit()
@@ -380,13 +395,14 @@ def main() -> None:
     result.update(
         date=datetime.now(UTC).astimezone(SHANGHAI).isoformat(timespec="seconds"),
         machine=f"{m['nproc']} CPUs, Python {m['python']}", subscribers=args.subscribers,
-        processes=args.processes, fd_limit=fd_limit,
+        processes=args.processes, fd_limit=fd_limit, server_workers=args.server_workers,
     )
     result["command"] = (".venv/bin/python bench/fanout.py " + " ".join(sys.argv[1:])).strip()
     print(render(result))
     if not args.no_record:
-        (BENCH / "fanout.json").write_text(json.dumps(result, indent=2) + "\n")
-        replace_section(BENCH / "RESULTS.md", "fanout", render(result))
+        section = "fanout" if args.server_workers == 1 else "fanout-workers"
+        (BENCH / f"{section}.json").write_text(json.dumps(result, indent=2) + "\n")
+        replace_section(BENCH / "RESULTS.md", section, render(result))
 
 
 if __name__ == "__main__":

@@ -101,11 +101,12 @@ def sqlite_url(data_dir: Path) -> str:
 
 def project(
     data_dir: Path, port: int, log_dir: Path, *, redis_url: str | None = None, name: str = "project",
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, workers: int = 1,
 ) -> Process:
-    """The project exactly as ``make run`` starts it: main.py (migrations, demo data, one uvicorn)."""
+    """The project exactly as ``make run`` starts it: main.py (migrations, demo data, uvicorn with
+    ``workers`` processes; one unless asked)."""
     env = {**project_env(data_dir, port, redis_url=redis_url), **(extra_env or {})}
-    return Process(name, [PYTHON, "main.py"], env=env, log_dir=log_dir)
+    return Process(name, [PYTHON, "main.py", "--workers", str(workers)], env=env, log_dir=log_dir)
 
 
 @contextlib.contextmanager
