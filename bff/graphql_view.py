@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -20,6 +21,13 @@ class BFFGraphQL(GraphQL[Context, None]):
     def __init__(self, schema: Any, deps: Deps, *, graphiql: bool) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None, keep_alive=True, keep_alive_interval=15)
         self.deps = deps
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
+
+    def encode_json(self, data: object) -> bytes:
+        """orjson: several times faster than json for the same output (UTF-8, no escaping of 中文)."""
+        return orjson.dumps(data)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = Context(

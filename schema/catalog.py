@@ -148,7 +148,7 @@ class Schedule:
             id=strawberry.ID(x.id),
             date=x.day,
             period=Period(x.period),
-            fee=Money(fen=x.fee_fen),
+            fee=Money.of(x.fee_fen),
             average_consult_minutes=x.average_consult_minutes,
             doctor_id=strawberry.ID(x.doctor_id),
             department_id=strawberry.ID(x.department_id),

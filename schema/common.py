@@ -20,10 +20,12 @@ Ctx = Info[Context, None]
 @strawberry.type(description="An amount of money in CNY; `fen` is exact, `yuan` is for display.")
 class Money:
     fen: int
+    yuan: str = strawberry.field(description='Yuan with two decimals, e.g. "12.50".')
 
-    @strawberry.field(description='Yuan with two decimals, e.g. "12.50".')
-    def yuan(self) -> str:
-        return str((Decimal(self.fen) / 100).quantize(Decimal("0.01")))
+    @staticmethod
+    def of(fen: int) -> Money:
+        """Exact: fen are integers, yuan is their decimal rendering, never a float."""
+        return Money(fen=fen, yuan=str((Decimal(fen) / 100).quantize(Decimal("0.01"))))
 
 
 @strawberry.type

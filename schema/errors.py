@@ -57,8 +57,8 @@ def user_error(exc: e.DomainError) -> UserError:
             return CreditDefaultedError(
                 message=m,
                 code=code,
-                arrears=Money(fen=exc.arrears_fen),
-                top_up=DepositTopUpEntry(amount=Money(fen=exc.arrears_fen), route=TOP_UP_ROUTE),
+                arrears=Money.of(exc.arrears_fen),
+                top_up=DepositTopUpEntry(amount=Money.of(exc.arrears_fen), route=TOP_UP_ROUTE),
                 appeal_url=exc.appeal_url,
             )
         case e.OutsideGeofence():

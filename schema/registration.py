@@ -95,7 +95,7 @@ class Registration:
             kind=RegistrationKind(r.kind),
             status=RegistrationStatus(r.status),
             payment_status=PaymentStatus(r.payment_status),
-            fee=Money(fen=r.fee_fen),
+            fee=Money.of(r.fee_fen),
             starts_at=r.starts_at,
             ends_at=r.ends_at,
             created_at=r.created_at,
