@@ -28,7 +28,12 @@ _MISSING = object()
 class Cache:
     def __init__(self, *, max_entries: int = 50_000, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        # Generations: a key's is the counter value of its last invalidation, or the base for keys
+        # not invalidated since the table was last pruned (which moves the base on, so loads that
+        # started before a prune are not stored either).
         self._generations: dict[str, int] = {}
+        self._counter = 0
+        self._base = 0
         self._max = max_entries
         self._now = monotonic
         self._inflight: dict[str, asyncio.Future[Any]] = {}
@@ -46,11 +51,11 @@ class Cache:
     MISSING = _MISSING
 
     def generation(self, key: str) -> int:
-        return self._generations.get(key, 0)
+        return self._generations.get(key, self._base)
 
     def put(self, key: str, value: Any, ttl: float, *, generation: int) -> None:
         """Stores unless ``key`` was invalidated since ``generation`` was read."""
-        if self._generations.get(key, 0) != generation:
+        if self._generations.get(key, self._base) != generation:
             return
         self._entries[key] = (self._now() + ttl, value)
         self._entries.move_to_end(key)
@@ -64,7 +69,12 @@ class Cache:
     def invalidate(self, keys: Iterable[str]) -> None:
         for key in keys:
             self._entries.pop(key, None)
-            self._generations[key] = self._generations.get(key, 0) + 1
+            self._counter += 1
+            self._generations[key] = self._counter
+        if len(self._generations) > self._max:
+            self._counter += 1
+            self._base = self._counter
+            self._generations.clear()
 
     async def through(self, key: str, ttl: float, load: Callable[[], Awaitable[T]]) -> T:
         """The cached value, or one load shared by every caller that misses at the same time."""

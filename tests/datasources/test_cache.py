@@ -121,3 +121,21 @@ async def test_a_failed_shared_load_fails_every_waiter_and_is_not_cached() -> No
     results = await asyncio.gather(*(cache.through("k", 3, broken) for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
     assert cache.get("k") is Cache.MISSING
+
+
+async def test_the_invalidation_record_stays_bounded_and_pruning_never_lets_a_stale_load_in() -> None:
+    cache = Cache(max_entries=10)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_old_read() -> str:
+        started.set()
+        await release.wait()
+        return "stale"
+
+    reading = asyncio.create_task(cache.through("patients:1", 60, slow_old_read))
+    await started.wait()
+    cache.invalidate([f"session:{n}" for n in range(25)])  # many logouts: the record is pruned
+    assert len(cache._generations) <= 10
+    release.set()
+    await reading
+    assert cache.get("patients:1") is Cache.MISSING
