@@ -15,6 +15,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from datasources.errors import SourceUnavailable
 from resolvers.deps import Deps
 from resolvers.registration import publish_queue
 
@@ -43,10 +44,12 @@ def queue_changed(deps: Deps, secret: str):  # type: ignore[no-untyped-def]
             schedule_id = str(payload["scheduleId"])
         except (ValueError, KeyError, TypeError):
             return _error(400, "BAD_PAYLOAD", 'Send JSON like {"scheduleId": "123"}.')
-        snapshots = await deps.sources.his.queue_snapshots([schedule_id])
-        if not snapshots:
+        try:
+            snapshot = await publish_queue(deps, schedule_id)
+        except SourceUnavailable:
+            return _error(503, "HIS_UNAVAILABLE", "HIS is not answering; the calling system may retry.")
+        if snapshot is None:
             return _error(404, "UNKNOWN_SCHEDULE", f"HIS has no session {schedule_id}.")
-        snapshot = await publish_queue(deps, schedule_id)
         return JSONResponse({"ok": True, "calledNumber": snapshot.called_number, "waiting": len(snapshot.waiting)})
 
     return endpoint

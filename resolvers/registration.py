@@ -226,7 +226,7 @@ async def register_same_day(
         except Exception:
             log.exception("compensating same-day registration %s failed", registration.id)
         raise
-    snapshot = await publish_queue(deps, checked.schedule_id)
+    snapshot = await _queue_after_check_in(deps, checked.schedule_id)
     await _notify(deps, account_id, "REGISTRATION_CHECKED_IN", "Registered and checked in", _describe(checked))
     return CheckedIn(
         checked,
@@ -269,7 +269,7 @@ async def check_in(deps: Deps, *, account_id: int, registration_id: str, locatio
         raise NotAllowed("This registration can no longer check in.", exc.code) from exc
     except SourceUnavailable as exc:
         raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
-    snapshot = await publish_queue(deps, checked.schedule_id)
+    snapshot = await _queue_after_check_in(deps, checked.schedule_id)
     return CheckedIn(
         checked,
         patient_id,
@@ -314,10 +314,19 @@ async def publish_released(deps: Deps, schedule_id: str, slot_id: str | None = N
     )
 
 
-async def publish_queue(deps: Deps, schedule_id: str) -> c.QueueSnapshot:
-    """Reads the queue from HIS and tells everyone who follows it."""
-    snapshot = (await deps.sources.his.queue_snapshots([schedule_id]))[0]
-    await _queue_changed(deps, snapshot)
+async def publish_queue(deps: Deps, schedule_id: str) -> c.QueueSnapshot | None:
+    """Reads the queue from HIS and tells everyone who follows it; None when HIS has no such session."""
+    found = await deps.sources.his.queue_snapshots([schedule_id])
+    if not found:
+        return None
+    await _queue_changed(deps, found[0])
+    return found[0]
+
+
+async def _queue_after_check_in(deps: Deps, schedule_id: str) -> c.QueueSnapshot:
+    snapshot = await publish_queue(deps, schedule_id)
+    if snapshot is None:  # HIS has just checked someone into this very session
+        raise ServiceUnavailable("The hospital system did not return the session's queue; please refresh.")
     return snapshot
 
 
