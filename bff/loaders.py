@@ -86,16 +86,10 @@ class Loaders:
             return await cache.many(cache_keys.QUEUE, keys, cache_keys.QUEUE_TTL, load)
 
         async def patients_of(keys: list[int]) -> list[list[patients.PatientView]]:
-            async def load(missing: list[int]) -> list[list[patients.PatientView]]:
-                return await patients.patients_of_accounts(deps.db, deps.cipher, missing)
-
-            return await cache.many(cache_keys.PATIENTS, keys, cache_keys.PATIENTS_TTL, load)
+            return await patients.of_accounts(deps, keys)
 
         async def cards_of(keys: list[int]) -> list[list[patients.CardView]]:
-            async def load(missing: list[int]) -> list[list[patients.CardView]]:
-                return await patients.cards_of_patients(deps.db, deps.cipher, missing)
-
-            return await cache.many(cache_keys.CARDS, keys, cache_keys.PATIENTS_TTL, load)
+            return await patients.cards_of(deps, keys)
 
         async def unread(keys: list[int]) -> list[int]:
             async def load(missing: list[int]) -> list[int]:

@@ -12,6 +12,7 @@ PATIENTS_TTL = 300.0
 UNREAD_TTL = 60.0
 REGISTRATIONS_TTL = 5.0
 QUEUE_TTL = 3.0
+SLOT_TTL = 60.0
 
 DOCTOR = "doctor"
 DEPARTMENT = "department"
@@ -40,6 +41,10 @@ def unread(account_id: int) -> str:
 
 def registrations(account_id: int) -> str:
     return f"registrations:{account_id}"
+
+
+def slot(slot_id: str) -> str:
+    return f"slot:{slot_id}"
 
 
 def queue(schedule_id: str) -> str:

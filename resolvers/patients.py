@@ -318,6 +318,32 @@ async def patients_of_accounts(
     return [grouped[a] for a in account_ids]
 
 
+async def of_accounts(deps: Deps, account_ids: Sequence[int]) -> list[list[PatientView]]:
+    """Each account's patients, through the shared cache (writes here invalidate it)."""
+
+    async def load(missing: list[int]) -> list[list[PatientView]]:
+        return await patients_of_accounts(deps.db, deps.cipher, missing)
+
+    return await deps.cache.many(cache_keys.PATIENTS, account_ids, cache_keys.PATIENTS_TTL, load)
+
+
+async def cards_of(deps: Deps, patient_ids: Sequence[int]) -> list[list[CardView]]:
+    """Each patient's bound cards, through the shared cache (binding invalidates it)."""
+
+    async def load(missing: list[int]) -> list[list[CardView]]:
+        return await cards_of_patients(deps.db, deps.cipher, missing)
+
+    return await deps.cache.many(cache_keys.CARDS, patient_ids, cache_keys.PATIENTS_TTL, load)
+
+
+async def owned(deps: Deps, *, account_id: int, patient_id: int) -> PatientView:
+    """One of the account's patients, from the cache; anyone else's does not exist."""
+    found = next((p for p in (await of_accounts(deps, [account_id]))[0] if p.id == patient_id), None)
+    if found is None:
+        raise NotFound("No such patient on this account.")
+    return found
+
+
 async def owned_patient(db: Database, cipher: FieldCipher, *, account_id: int, patient_id: int) -> PatientView:
     async with db.reading() as s:
         return _view(await _owned_row(s, account_id, patient_id), cipher)

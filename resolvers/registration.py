@@ -98,17 +98,28 @@ async def _his(call):  # type: ignore[no-untyped-def]
 
 
 async def _slot_and_schedule(deps: Deps, slot_id: str) -> tuple[c.Slot, c.Schedule]:
-    slots = await _his(deps.sources.his.slots_by_ids([slot_id]))
-    if not slots:
+    """The slot's times and its session's fee, day and campus: cached, since only HIS's lock decides
+    whether a place is left (the counts in a cached copy are never used)."""
+
+    async def load() -> tuple[c.Slot, c.Schedule] | None:
+        slots = await _his(deps.sources.his.slots_by_ids([slot_id]))
+        if not slots:
+            return None
+        schedules = await _his(deps.sources.his.schedules_by_ids([slots[0].schedule_id]))
+        return slots[0], schedules[0]
+
+    found: tuple[c.Slot, c.Schedule] | None = await deps.cache.through(
+        cache_keys.slot(slot_id), cache_keys.SLOT_TTL, load
+    )
+    if found is None:
         raise NotFound("No such slot.")
-    schedules = await _his(deps.sources.his.schedules_by_ids([slots[0].schedule_id]))
-    return slots[0], schedules[0]
+    return found
 
 
 async def _bookable_patient(deps: Deps, account_id: int, patient_id: int) -> tuple[patients.PatientView, str]:
-    patient = await patients.owned_patient(deps.db, deps.cipher, account_id=account_id, patient_id=patient_id)
+    patient = await patients.owned(deps, account_id=account_id, patient_id=patient_id)
     patients.require_complete(patient)
-    cards = (await patients.cards_of_patients(deps.db, deps.cipher, [patient.id]))[0]
+    cards = (await patients.cards_of(deps, [patient.id]))[0]
     if not cards or patient.his_patient_id is None:
         raise MedicalCardRequired(patient.id)
     card = next((k for k in cards if k.his_patient_id == patient.his_patient_id), cards[0])
@@ -248,8 +259,8 @@ async def owned_registration(deps: Deps, *, account_id: int, registration_id: st
 
 async def his_patient_owners(deps: Deps, account_id: int) -> dict[str, int]:
     """HIS patient id → the account's patient id, over every card bound to the account's patients."""
-    mine = (await patients.patients_of_accounts(deps.db, deps.cipher, [account_id]))[0]
-    cards = await patients.cards_of_patients(deps.db, deps.cipher, [p.id for p in mine])
+    mine = (await patients.of_accounts(deps, [account_id]))[0]
+    cards = await patients.cards_of(deps, [p.id for p in mine])
     owners = {card.his_patient_id: card.patient_id for group in cards for card in group}
     owners.update({p.his_patient_id: p.id for p in mine if p.his_patient_id})
     return owners
@@ -261,7 +272,7 @@ async def check_in(deps: Deps, *, account_id: int, registration_id: str, locatio
     if refusal := rules.check_in_refusal(registration, now, deps.rules):
         raise refusal
     await _check_geofence(deps, registration.campus_id, location)
-    patient = await patients.owned_patient(deps.db, deps.cipher, account_id=account_id, patient_id=patient_id)
+    patient = await patients.owned(deps, account_id=account_id, patient_id=patient_id)
     decision = await credit_decision(deps, patient)
     try:
         checked = await deps.sources.his.check_in(registration.id)

@@ -55,7 +55,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode is not None:
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Database:
@@ -66,7 +67,10 @@ class Database:
         self.engine = create_engine(url, pool_size=pool_size, schema=schema)
         self.is_sqlite = url.startswith("sqlite")
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
-        self._read = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite reads run in autocommit: no BEGIN and no transaction to end, two round trips to the
+        # driver's thread fewer per read. Each statement still sees a consistent snapshot.
+        reader = self.engine.execution_options(sqlite_begin=None) if self.is_sqlite else self.engine
+        self._read = async_sessionmaker(reader, expire_on_commit=False)
         self._write = async_sessionmaker(writer, expire_on_commit=False)
 
     @asynccontextmanager
