@@ -20,7 +20,7 @@ CARDS = "cards"
 PATIENTS = "patients"
 UNREAD = "unread"
 QUEUE = "queue"
-CAMPUSES = "campuses"
+CAMPUS = "campus"
 
 
 def session(token_hash: str) -> str:
