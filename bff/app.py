@@ -32,7 +32,6 @@ from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
 from bff.settings import Settings
 from clients.profiles import load_profiles
-from datasources.cache import Invalidations
 from datasources.channels.sandbox import SandboxChannelLogin
 from datasources.clock import Clock, SystemClock
 from datasources.credit.sandbox import SandboxCreditPlatform
@@ -42,6 +41,7 @@ from datasources.sources import Sources
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from realtime.broker import Broker, broker_from_url
+from realtime.invalidations import Invalidations
 from resolvers.deps import BookingRules, Deps
 from resolvers.identity import FrontEnd, SessionPolicy
 from resolvers.registration import release_expired_holds

@@ -2,7 +2,8 @@
 
 What a request reads again and again (sessions, the catalog, an account's patients, HIS lists)
 is kept here for a few seconds to minutes. Every write that changes such data invalidates its keys
-through ``Invalidations``, which publishes them on the broker so every BFF process drops them too.
+through ``realtime.invalidations.Invalidations``, which publishes them on the broker so every BFF
+process drops them too.
 A value loaded while an invalidation happened is not stored (the key's generation moved on), so a
 slow read can never put back what a write just replaced.
 """
@@ -10,18 +11,12 @@ slow read can never put back what a write just replaced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from realtime.broker import Broker
-
 T = TypeVar("T")
-log = logging.getLogger(__name__)
-TOPIC = "cache-invalidations"
 _MISSING = object()
 
 
@@ -139,43 +134,3 @@ class Cache:
         for k, pending in waiting.items():
             found[k] = await asyncio.shield(pending)
         return [found[k] for k in keys]
-
-
-class Invalidations:
-    """Invalidates keys here at once and, through the broker, in every other BFF process."""
-
-    def __init__(self, cache: Cache, broker: Broker) -> None:
-        self.cache = cache
-        self.broker = broker
-        self._listener: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-
-    async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="cache-invalidations")
-        await asyncio.wait_for(self._ready.wait(), timeout=10)
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                async with self.broker.subscribe(TOPIC) as events:
-                    self._ready.set()
-                    async for event in events:
-                        self.cache.invalidate(event.get("keys", ()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("cache invalidation listener failed; resubscribing", exc_info=True)
-                await asyncio.sleep(1)
-
-    async def invalidate(self, *keys: str) -> None:
-        self.cache.invalidate(keys)
-        try:
-            await self.broker.publish(TOPIC, {"keys": list(keys)})
-        except Exception:
-            log.warning("could not broadcast a cache invalidation; other processes catch up by expiry")
-
-    async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener

@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from datasources.cache import Cache, Invalidations
+from datasources.cache import Cache
 from datasources.clock import Clock
 from datasources.sources import Sources
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from realtime.broker import Broker
+from realtime.invalidations import Invalidations
 from resolvers.identity import FrontEnd, SessionPolicy
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from datasources.cache import Cache, Invalidations
+from datasources.cache import Cache
 from realtime.broker import Broker
+from realtime.invalidations import Invalidations
 
 
 class Ticking:
