@@ -7,8 +7,8 @@ find the stack trace from what a user reports. Messages never carry internals.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
@@ -16,21 +16,16 @@ from strawberry.extensions import SchemaExtension
 from resolvers.errors import DomainError
 
 log = logging.getLogger("bff.errors")
+T = TypeVar("T")
 
 
 class ErrorPolicy(SchemaExtension):
-    _streamed = False
+    """Queries and mutations. Subscriptions shape their errors where they arise (``guarded``): a
+    per-result extension hook cost a third of the time of delivering a queue update."""
 
     def on_operation(self) -> Iterator[None]:
         yield
-        if not self._streamed:
-            self._shape_result(self.execution_context.result)
-
-    def on_stream_result(self, result: Any) -> Iterator[None]:
-        """Subscriptions: each result is shaped before it reaches the socket, not when the stream ends."""
-        self._streamed = True
-        self._shape_result(result)
-        yield
+        self._shape_result(self.execution_context.result)
 
     def _shape_result(self, result: Any) -> None:
         errors = getattr(result, "errors", None)
@@ -63,3 +58,21 @@ class ErrorPolicy(SchemaExtension):
             error.nodes, error.source, error.positions, error.path, None,
             {"code": "INTERNAL_ERROR", "requestId": request_id},
         )
+
+
+async def guarded(stream: AsyncIterator[T], request_id: str) -> AsyncIterator[T]:
+    """A subscription's stream with the same error policy: business errors keep their message and
+    code, anything unexpected is logged with the request id and masked."""
+    try:
+        async for item in stream:
+            yield item
+    except GraphQLError:
+        raise
+    except DomainError as exc:
+        raise GraphQLError(exc.message, extensions={"code": exc.code}) from None
+    except Exception as exc:
+        log.error("unexpected error in a subscription (request %s)", request_id, exc_info=exc)
+        raise GraphQLError(
+            f"Something went wrong on our side; quote request id {request_id} to the hospital's IT team.",
+            extensions={"code": "INTERNAL_ERROR", "requestId": request_id},
+        ) from None

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import strawberry
 
+from bff.errors import guarded
 from datasources.his import contract as c
 from realtime import topics
 from resolvers import queue, registration
@@ -380,26 +381,31 @@ class RegistrationSubscription:
         description="The registration's queue position now, then each time it changes.",
     )
     async def queue_updates(self, info: Ctx, registration_id: strawberry.ID) -> AsyncGenerator[QueuePosition, None]:
-        deps, viewer = info.context.deps, info.context.viewer
-        r, _ = await registration.owned_registration(
-            deps, account_id=viewer.account_id or 0, registration_id=registration_id
-        )
-        async with deps.broker.subscribe(topics.queue(r.schedule_id)) as events:
-            # Listening already: read the current state, then follow the events.
-            fresh = await deps.sources.his.registrations_by_ids([r.id])
-            r = fresh[0] if fresh else r
-            snapshot = (await deps.sources.his.queue_snapshots([r.schedule_id]))[0]
-            last = queue.position(r.id, r.schedule_id, r.queue_number, r.status, snapshot)
-            yield QueuePosition.of(last)
-            number = r.queue_number
-            async for event in events:
-                if number is None:
-                    # Not checked in when subscribing: learn the number once it has one.
-                    fresh = await deps.sources.his.registrations_by_ids([r.id])
-                    number = fresh[0].queue_number if fresh else None
-                current = queue.position(r.id, r.schedule_id, number, None, queue.snapshot_of(event))
-                if current != last:
-                    last = current
-                    yield QueuePosition.of(current)
-                if current.state == queue.PASSED:
-                    return
+        async for position in guarded(_queue_updates(info, registration_id), info.context.request_id):
+            yield position
+
+
+async def _queue_updates(info: Ctx, registration_id: str) -> AsyncGenerator[QueuePosition, None]:
+    deps, viewer = info.context.deps, info.context.viewer
+    r, _ = await registration.owned_registration(
+        deps, account_id=viewer.account_id or 0, registration_id=registration_id
+    )
+    async with deps.broker.subscribe(topics.queue(r.schedule_id)) as events:
+        # Listening already: read the current state, then follow the events.
+        fresh = await deps.sources.his.registrations_by_ids([r.id])
+        r = fresh[0] if fresh else r
+        snapshot = (await deps.sources.his.queue_snapshots([r.schedule_id]))[0]
+        last = queue.position(r.id, r.schedule_id, r.queue_number, r.status, snapshot)
+        yield QueuePosition.of(last)
+        number = r.queue_number
+        async for event in events:
+            if number is None:
+                # Not checked in when subscribing: learn the number once it has one.
+                fresh = await deps.sources.his.registrations_by_ids([r.id])
+                number = fresh[0].queue_number if fresh else None
+            current = queue.position(r.id, r.schedule_id, number, None, queue.snapshot_of(event))
+            if current != last:
+                last = current
+                yield QueuePosition.of(current)
+            if current.state == queue.PASSED:
+                return
