@@ -25,9 +25,11 @@ class BFFGraphQL(GraphQL[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)
 
-    def encode_json(self, data: object) -> bytes:
-        """orjson: several times faster than json for the same output (UTF-8, no escaping of 中文)."""
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        """orjson: several times faster than json for the same output (no escaping of 中文). A str,
+        not bytes: on a WebSocket bytes would go out as binary frames, which graphql-ws clients in
+        browsers cannot parse."""
+        return orjson.dumps(data).decode()
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = Context(
