@@ -400,5 +400,11 @@ async def call_next(
     return snapshot, called
 
 
+async def queue_entries(deps: Deps, schedule_id: str) -> list[c.QueueEntry]:
+    """The doctor's view of a session's queue (reached only through the doctor's own session)."""
+    entries: list[c.QueueEntry] = await _his(deps.sources.his.queue_entries(schedule_id))
+    return entries
+
+
 def _describe(r: c.Registration) -> str:
     return f"Registration {r.id} for {r.starts_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}."

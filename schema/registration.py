@@ -16,6 +16,7 @@ from resolvers import queue, registration
 from resolvers import registration_rules as rules
 from resolvers.errors import DomainError
 from resolvers.geofence import Point
+from resolvers.privacy import mask_name
 from schema.catalog import Campus, Department, Doctor
 from schema.common import (
     AlreadyRegisteredError,
@@ -231,6 +232,30 @@ class QueueState:
     schedule_id: strawberry.ID
     called_number: int | None
     waiting: list[int]
+
+    @strawberry.field(description="Who is called and who waits, in queue order, names masked.")
+    async def entries(self, info: Ctx) -> list[QueueEntry]:
+        found = await registration.queue_entries(info.context.deps, self.schedule_id)
+        return [QueueEntry.of(e) for e in found]
+
+
+@strawberry.type(description="A patient in a doctor's queue, as the doctor's screen lists them.")
+class QueueEntry:
+    registration_id: strawberry.ID
+    queue_number: int
+    status: RegistrationStatus
+    patient_name: str = strawberry.field(description="Masked, e.g. 李*: enough to call the patient in.")
+    checked_in_at: dt.datetime | None
+
+    @staticmethod
+    def of(e: c.QueueEntry) -> QueueEntry:
+        return QueueEntry(
+            registration_id=strawberry.ID(e.registration_id),
+            queue_number=e.queue_number,
+            status=RegistrationStatus(e.status),
+            patient_name=mask_name(e.patient_name),
+            checked_in_at=e.checked_in_at,
+        )
 
 
 @strawberry.type

@@ -157,6 +157,17 @@ class QueueSnapshot:
     average_consult_minutes: int = 10
 
 
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One checked-in or called patient of a session, as the doctor's screen lists them."""
+
+    registration_id: str
+    queue_number: int
+    status: str  # CHECKED_IN or CALLED
+    patient_name: str
+    checked_in_at: datetime | None
+
+
 class HIS(Protocol):
     # Catalog
     async def campuses(self) -> list[Campus]: ...
@@ -206,3 +217,6 @@ class HIS(Protocol):
     # Queue
     async def queue_snapshots(self, schedule_ids: list[str]) -> list[QueueSnapshot]: ...
     async def call_next(self, schedule_id: str) -> tuple[QueueSnapshot, Registration]: ...
+    async def queue_entries(self, schedule_id: str) -> list[QueueEntry]:
+        """Who is called and who waits, in queue order."""
+        ...

@@ -245,6 +245,9 @@ class HttpHIS:
     async def queue_snapshots(self, schedule_ids: list[str]) -> list[c.QueueSnapshot]:
         return await self._call("queue_snapshots", schedule_ids=schedule_ids)
 
+    async def queue_entries(self, schedule_id: str) -> list[c.QueueEntry]:
+        return await self._call("queue_entries", schedule_id=schedule_id)
+
     async def call_next(self, schedule_id: str) -> tuple[c.QueueSnapshot, c.Registration]:
         return await self._call("call_next", schedule_id=schedule_id)
 

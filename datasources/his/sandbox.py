@@ -553,6 +553,30 @@ class SandboxHIS:
             for sc in schedules
         ]
 
+    async def queue_entries(self, schedule_id: str) -> list[c.QueueEntry]:
+        async with self.db.reading() as s:
+            rows = (
+                await s.execute(
+                    select(HisRegistration, col(HisPatient.name))
+                    .join(HisPatient, col(HisPatient.id) == col(HisRegistration.patient_id))
+                    .where(
+                        col(HisRegistration.schedule_id).in_(_ids([schedule_id])),
+                        col(HisRegistration.status).in_(("CHECKED_IN", "CALLED")),
+                    )
+                    .order_by(col(HisRegistration.queue_number))
+                )
+            ).all()
+        return [
+            c.QueueEntry(
+                registration_id=str(r.id),
+                queue_number=r.queue_number or 0,
+                status=r.status,
+                patient_name=name,
+                checked_in_at=r.checked_in_at,
+            )
+            for r, name in rows
+        ]
+
     async def call_next(self, schedule_id: str) -> tuple[c.QueueSnapshot, c.Registration]:
         now = self.clock.now()
         pk = _ids([schedule_id])

@@ -36,7 +36,7 @@ INTERNAL = "INTERNAL"
 IDEMPOTENT = frozenset({
     "campuses", "departments", "departments_by_ids", "doctors", "doctors_by_ids", "schedules",
     "schedules_by_ids", "slots_by_ids", "find_cards", "registrations_by_ids", "registrations_of_patients",
-    "queue_snapshots",
+    "queue_snapshots", "queue_entries",
 })
 
 

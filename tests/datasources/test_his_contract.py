@@ -385,6 +385,21 @@ async def test_call_next_moves_the_queue_until_it_is_empty(stage: Stage) -> None
     assert await stage.his.queue_snapshots([schedule_id]) == [c.QueueSnapshot(schedule_id, 3, (), 10)]
 
 
+async def test_the_doctor_sees_who_is_called_and_who_waits_in_order(stage: Stage) -> None:
+    schedule_id, (slot_id, *_) = await stage.hospital.session(day=stage.tomorrow, capacity=3)
+    registrations = [await stage.book(slot_id, await stage.patient(n)) for n in ("甲", "乙", "丙")]
+    for r in registrations[:2]:
+        await stage.his.check_in(r.id)
+    await stage.his.call_next(schedule_id)
+    entries = await stage.his.queue_entries(schedule_id)
+    assert [(e.registration_id, e.queue_number, e.status, e.patient_name) for e in entries] == [
+        (registrations[0].id, 1, "CALLED", "甲"),
+        (registrations[1].id, 2, "CHECKED_IN", "乙"),
+    ]
+    assert all(e.checked_in_at is not None for e in entries)
+    assert await stage.his.queue_entries("8888") == []
+
+
 # The wire format ------------------------------------------------------------------------------------
 def test_writes_are_exactly_the_calls_that_are_never_repeated() -> None:
     writes = {name for name, method in wire.METHODS.items() if not method.idempotent}
