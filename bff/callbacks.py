@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,7 +31,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=status)
 
 
-def queue_changed(deps: Deps, secret: str):  # type: ignore[no-untyped-def]
+def queue_changed(deps: Deps, secret: str) -> Callable[[Request], Awaitable[JSONResponse]]:
     async def endpoint(request: Request) -> JSONResponse:
         body = await request.body()
         timestamp = request.headers.get("x-timestamp", "")

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from datasources.clock import SHANGHAI, local_date
-from datasources.errors import SourceUnavailable
 from datasources.his import contract as c
 from datasources.his.contract import HIS
-from resolvers.errors import InvalidInput, ServiceUnavailable
+from resolvers.errors import InvalidInput, in_service
 
 MAX_SCHEDULE_DAYS = 31
 
@@ -37,14 +36,6 @@ def department_tree(departments: Sequence[c.Department]) -> list[DepartmentNode]
         return DepartmentNode(d, tuple(build(child) for child in children.get(d.id, [])))
 
     return [build(d) for d in children.get(None, [])]
-
-
-async def in_service(call):  # type: ignore[no-untyped-def]
-    """Awaits a HIS read; an outage becomes a clear, retryable error."""
-    try:
-        return await call
-    except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
 
 
 async def schedules(

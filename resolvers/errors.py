@@ -3,7 +3,14 @@ payload member in one place. ``NotAuthorized``/``NotAuthenticated`` become Graph
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
+from typing import TypeVar
+
+from datasources.errors import SourceUnavailable
+
+T = TypeVar("T")
+HIS_DOWN = "The hospital system is not answering; please try again shortly."
 
 
 class DomainError(Exception):
@@ -115,3 +122,11 @@ class NotAllowed(DomainError):
 
 class ServiceUnavailable(DomainError):
     code = "SERVICE_UNAVAILABLE"
+
+
+async def in_service(call: Awaitable[T], message: str = HIS_DOWN) -> T:
+    """Awaits a call to an external system; an outage becomes a clear error the user may retry."""
+    try:
+        return await call
+    except SourceUnavailable as exc:
+        raise ServiceUnavailable(message) from exc

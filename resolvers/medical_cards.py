@@ -10,7 +10,7 @@ from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.models import MedicalCardBinding, Patient
 from resolvers import cache_keys
 from resolvers.deps import Deps
-from resolvers.errors import NotAllowed, NotFound, ServiceUnavailable
+from resolvers.errors import HIS_DOWN, NotAllowed, NotFound, ServiceUnavailable
 from resolvers.patients import CardView, card_view, owned_patient, require_complete
 
 
@@ -20,7 +20,7 @@ async def find_hospital_cards(deps: Deps, *, account_id: int, patient_id: int) -
     try:
         return await deps.sources.his.find_cards(name=patient.name, document_number=patient.document_number)
     except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+        raise ServiceUnavailable(HIS_DOWN) from exc
 
 
 def card_ref(cipher: FieldCipher, card_no: str) -> str:
@@ -64,7 +64,7 @@ async def create_hospital_record(deps: Deps, *, account_id: int, patient_id: int
             ) from exc
         raise
     except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+        raise ServiceUnavailable(HIS_DOWN) from exc
     return await _bind(deps, account_id=account_id, patient_id=patient_id, card=card)
 
 

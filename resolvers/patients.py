@@ -19,7 +19,14 @@ from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.models import MedicalCardBinding, Patient
 from resolvers import cache_keys, documents
 from resolvers.deps import Deps
-from resolvers.errors import InvalidInput, MissingPatientInformation, NotAllowed, NotFound, ServiceUnavailable
+from resolvers.errors import (
+    HIS_DOWN,
+    InvalidInput,
+    MissingPatientInformation,
+    NotAllowed,
+    NotFound,
+    ServiceUnavailable,
+)
 
 RELATIONSHIPS = ("SELF", "CHILD", "PARENT", "SPOUSE", "OTHER")
 GENDERS = ("MALE", "FEMALE")
@@ -284,7 +291,7 @@ async def remove_patient(deps: Deps, *, account_id: int, patient_id: int) -> int
                 first=1,
             )
         except SourceUnavailable as exc:
-            raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+            raise ServiceUnavailable(HIS_DOWN) from exc
         if active.items:
             raise NotAllowed(
                 "This patient has visits that are booked or under way: cancel or finish them first.",

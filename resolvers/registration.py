@@ -23,6 +23,7 @@ from resolvers import registration_rules as rules
 from resolvers.catalog import current_period
 from resolvers.deps import Deps
 from resolvers.errors import (
+    HIS_DOWN,
     AlreadyRegistered,
     CreditDefaulted,
     CutoffPassed,
@@ -32,6 +33,7 @@ from resolvers.errors import (
     OutsideGeofence,
     ServiceUnavailable,
     SlotTaken,
+    in_service,
 )
 from resolvers.geofence import Point, distance_m, validate
 from resolvers.registration_rules import APPOINTMENT, SAME_DAY
@@ -90,22 +92,15 @@ async def credit_decision(deps: Deps, patient: patients.PatientView) -> CreditDe
     return CreditDecision(credit.UNKNOWN, False, NOTICE_CREDIT_UNKNOWN)
 
 
-async def _his(call):  # type: ignore[no-untyped-def]
-    try:
-        return await call
-    except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
-
-
 async def _slot_and_schedule(deps: Deps, slot_id: str) -> tuple[c.Slot, c.Schedule]:
     """The slot's times and its session's fee, day and campus: cached, since only HIS's lock decides
     whether a place is left (the counts in a cached copy are never used)."""
 
     async def load() -> tuple[c.Slot, c.Schedule] | None:
-        slots = await _his(deps.sources.his.slots_by_ids([slot_id]))
+        slots = await in_service(deps.sources.his.slots_by_ids([slot_id]))
         if not slots:
             return None
-        schedules = await _his(deps.sources.his.schedules_by_ids([slots[0].schedule_id]))
+        schedules = await in_service(deps.sources.his.schedules_by_ids([slots[0].schedule_id]))
         return slots[0], schedules[0]
 
     found: tuple[c.Slot, c.Schedule] | None = await deps.cache.through(
@@ -128,7 +123,7 @@ async def _bookable_patient(deps: Deps, account_id: int, patient_id: int) -> tup
 
 async def _check_geofence(deps: Deps, campus_id: str, location: Point) -> None:
     validate(location)
-    campuses = {k.id: k for k in await _his(deps.sources.his.campuses())}
+    campuses = {k.id: k for k in await in_service(deps.sources.his.campuses())}
     campus = campuses[campus_id]
     where = Point(campus.latitude, campus.longitude, campus.coordinate_system)
     distance = distance_m(location, where)
@@ -168,7 +163,7 @@ async def _register(
             raise NotAllowed("This slot has already ended.", "SLOT_ENDED") from exc
         raise
     except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+        raise ServiceUnavailable(HIS_DOWN) from exc
     if fee_fen == 0:
         payment, hold = "PAID", None
     elif decision.pay_later_eligible:
@@ -249,7 +244,7 @@ async def register_same_day(
 
 async def owned_registration(deps: Deps, *, account_id: int, registration_id: str) -> tuple[c.Registration, int]:
     """The registration and the account's patient it belongs to; anyone else's does not exist."""
-    found = await _his(deps.sources.his.registrations_by_ids([registration_id]))
+    found = await in_service(deps.sources.his.registrations_by_ids([registration_id]))
     if found:
         owners = await his_patient_owners(deps, account_id)
         if found[0].his_patient_id in owners:
@@ -279,7 +274,7 @@ async def check_in(deps: Deps, *, account_id: int, registration_id: str, locatio
     except SourceRejected as exc:
         raise NotAllowed("This registration can no longer check in.", exc.code) from exc
     except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+        raise ServiceUnavailable(HIS_DOWN) from exc
     snapshot = await _queue_after_check_in(deps, checked.schedule_id)
     return CheckedIn(
         checked,
@@ -305,7 +300,7 @@ async def cancel_registration(deps: Deps, *, account_id: int, registration_id: s
     except SourceRejected as exc:
         raise NotAllowed("This registration can no longer be cancelled.", exc.code) from exc
     except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+        raise ServiceUnavailable(HIS_DOWN) from exc
     await publish_released(deps, cancelled.schedule_id)
     await _notify(deps, account_id, "REGISTRATION_CANCELLED", "Appointment cancelled", _describe(cancelled))
     return Cancelled(cancelled, patient_id, refund_pending=cancelled.payment_status == "PAID" and cancelled.fee_fen > 0)
@@ -361,7 +356,7 @@ async def registrations_page(
     key = f"{account_key}#{deps.cache.generation(account_key)}:{hash(variant)}"
 
     async def load() -> c.RegistrationPage:
-        page: c.RegistrationPage = await _his(
+        page: c.RegistrationPage = await in_service(
             deps.sources.his.registrations_of_patients(his_patient_ids, flt, after=after, first=first)
         )
         return page
@@ -373,7 +368,7 @@ async def call_next(
     deps: Deps, *, doctor_his_id: str | None, schedule_id: str, actor_account_id: int | None, request_id: str = ""
 ) -> tuple[c.QueueSnapshot, c.Registration]:
     """The doctor calls the next patient of their own session; audited as a staff action."""
-    schedules = await _his(deps.sources.his.schedules_by_ids([schedule_id]))
+    schedules = await in_service(deps.sources.his.schedules_by_ids([schedule_id]))
     if not schedules or doctor_his_id is None or schedules[0].doctor_id != doctor_his_id:
         raise NotFound("No such session among yours.")
     try:
@@ -383,7 +378,7 @@ async def call_next(
             raise NotAllowed("Nobody is waiting in this session.", "QUEUE_EMPTY") from exc
         raise
     except SourceUnavailable as exc:
-        raise ServiceUnavailable("The hospital system is not answering; please try again shortly.") from exc
+        raise ServiceUnavailable(HIS_DOWN) from exc
     await _queue_changed(deps, snapshot)
     async with deps.db.writing() as s:
         audit.record(
@@ -402,7 +397,7 @@ async def call_next(
 
 async def queue_entries(deps: Deps, schedule_id: str) -> list[c.QueueEntry]:
     """The doctor's view of a session's queue (reached only through the doctor's own session)."""
-    entries: list[c.QueueEntry] = await _his(deps.sources.his.queue_entries(schedule_id))
+    entries: list[c.QueueEntry] = await in_service(deps.sources.his.queue_entries(schedule_id))
     return entries
 
 

@@ -9,6 +9,7 @@ import strawberry
 from datasources.clock import local_date
 from datasources.his import contract as c
 from resolvers import catalog
+from resolvers.errors import in_service
 from schema.common import Connection, Ctx, Edge, Money, PageInfo
 from schema.enums import CoordinateSystem, Period
 
@@ -180,11 +181,11 @@ class Schedule:
 class CatalogQuery:
     @strawberry.field
     async def campuses(self, info: Ctx) -> list[Campus]:
-        return [Campus.of(x) for x in await catalog.in_service(info.context.deps.sources.his.campuses())]
+        return [Campus.of(x) for x in await in_service(info.context.deps.sources.his.campuses())]
 
     @strawberry.field(description="The department tree, of one campus or of all.")
     async def departments(self, info: Ctx, campus_id: strawberry.ID | None = None) -> list[Department]:
-        found = await catalog.in_service(info.context.deps.sources.his.departments(campus_id))
+        found = await in_service(info.context.deps.sources.his.departments(campus_id))
         return Department.tree(catalog.department_tree(found))
 
     @strawberry.field
@@ -197,7 +198,7 @@ class CatalogQuery:
         after: str | None = None,
     ) -> Connection[Doctor]:
         first = max(1, min(first, 100))
-        found = await catalog.in_service(
+        found = await in_service(
             info.context.deps.sources.his.doctors(
                 department_id=department_id, campus_id=campus_id, after=after, first=first + 1
             )

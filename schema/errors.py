@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 
 from resolvers import errors as e
@@ -21,14 +23,15 @@ from schema.common import (
     OutsideGeofenceError,
     ServiceUnavailableError,
     SlotTakenError,
-    UserError,
 )
 
 TOP_UP_ROUTE = "deposit/top-up"
 
 
-def user_error(exc: e.DomainError) -> UserError:
-    """Maps a domain error to its payload member; unknown kinds are re-raised (masked upstream)."""
+def user_error(exc: e.DomainError) -> Any:
+    """Maps a domain error to its payload member; unknown kinds are re-raised (masked upstream).
+
+    Typed ``Any``: the member is one of the mutation's payload union, which each caller declares."""
     m, code = exc.message, exc.code
     match exc:
         case e.InvalidInput():

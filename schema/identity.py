@@ -97,7 +97,7 @@ class IdentityMutation:
                 deps.db, deps.sources.channels, deps.clock, deps.sessions, app=app, code=input.code
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return _success(result)
 
     @strawberry.mutation(description="Patients in the Alipay mini-program.")
@@ -109,7 +109,7 @@ class IdentityMutation:
                 deps.db, deps.sources.channels, deps.clock, deps.sessions, app=app, code=input.auth_code
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return _success(result)
 
     @strawberry.mutation(description="Doctors, pharmacists and operators.")
@@ -127,7 +127,7 @@ class IdentityMutation:
                 request_id=info.context.request_id,
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return _success(result)
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Ends this session at once.")

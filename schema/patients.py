@@ -9,6 +9,7 @@ from typing import Annotated
 import strawberry
 
 from datasources.his import contract as his_contract
+from datasources.store.fieldcrypt import FieldCipher
 from resolvers import medical_cards, patients
 from resolvers.errors import DomainError, NotFound
 from resolvers.privacy import mask_card_number, mask_document_number, mask_name, mask_phone
@@ -190,7 +191,7 @@ class PatientsMutation:
         try:
             view = await patients.add_patient(deps, account_id=viewer.account_id or 0, data=data)
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return PatientSaved(patient=(await patients_of(info, [view]))[0])
 
     @strawberry.mutation(permission_classes=[IsPatient])
@@ -209,7 +210,7 @@ class PatientsMutation:
                 changes=changes,
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return PatientSaved(patient=(await patients_of(info, [view]))[0])
 
     @strawberry.mutation(permission_classes=[IsPatient])
@@ -222,7 +223,7 @@ class PatientsMutation:
                 patient_id=parse_id(input.patient_id),
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return PatientRemoved(patient_id=strawberry.ID(str(removed)))
 
     @strawberry.mutation(permission_classes=[IsPatient], description="Bind a card HIS already holds for the patient.")
@@ -240,7 +241,7 @@ class PatientsMutation:
                 deps.db, deps.cipher, account_id=viewer.account_id or 0, patient_id=patient_id
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return MedicalCardBound(card=MedicalCard.of(card), patient=(await patients_of(info, [view]))[0])
 
     @strawberry.mutation(
@@ -259,11 +260,11 @@ class PatientsMutation:
                 deps.db, deps.cipher, account_id=viewer.account_id or 0, patient_id=patient_id
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return MedicalCardBound(card=MedicalCard.of(card), patient=(await patients_of(info, [view]))[0])
 
 
-def hospital_card(cipher, card: his_contract.MedicalCard) -> HospitalCard:  # type: ignore[no-untyped-def]
+def hospital_card(cipher: FieldCipher, card: his_contract.MedicalCard) -> HospitalCard:
     return HospitalCard(
         ref=medical_cards.card_ref(cipher, card.card_no),
         card_no=mask_card_number(card.card_no),

@@ -324,7 +324,7 @@ class RegistrationMutation:
                 deps, account_id=viewer.account_id or 0, patient_id=parse_id(input.patient_id), slot_id=input.slot_id
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return AppointmentBooked(
             registration=(await registrations_of(info, [(booked.registration, booked.patient_id)]))[0],
             pay_later_eligible=booked.credit.pay_later_eligible,
@@ -344,7 +344,7 @@ class RegistrationMutation:
                 location=_point(input.location),
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return await _checked_in(info, result)
 
     @strawberry.mutation(permission_classes=[IsPatient], description="签到: join the queue on the day of the visit.")
@@ -358,7 +358,7 @@ class RegistrationMutation:
                 location=_point(input.location),
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return await _checked_in(info, result)
 
     @strawberry.mutation(permission_classes=[IsPatient], description="退号: appointments only, before the cut-off.")
@@ -369,7 +369,7 @@ class RegistrationMutation:
                 deps, account_id=viewer.account_id or 0, registration_id=input.registration_id
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return RegistrationCancelled(
             registration=(await registrations_of(info, [(result.registration, result.patient_id)]))[0],
             refund_pending=result.refund_pending,
@@ -387,7 +387,7 @@ class RegistrationMutation:
                 request_id=info.context.request_id,
             )
         except DomainError as exc:
-            return user_error(exc)  # type: ignore[return-value]
+            return user_error(exc)
         return PatientCalled(
             queue=QueueState(
                 schedule_id=strawberry.ID(snapshot.schedule_id),

@@ -8,8 +8,8 @@ import strawberry
 
 from datasources.clock import local_date
 from datasources.his import contract as c
-from resolvers import catalog, medical_cards, registration
-from resolvers.errors import NotFound
+from resolvers import medical_cards, registration
+from resolvers.errors import NotFound, in_service
 from schema.catalog import Schedule
 from schema.common import Connection, Ctx, Edge, PageInfo
 from schema.identity import Account
@@ -82,7 +82,7 @@ class Me:
     @strawberry.field(permission_classes=[IsPatient])
     async def registration(self, info: Ctx, id: strawberry.ID) -> Registration | None:
         owners = await info.context.his_patient_owners()
-        found = await catalog.in_service(info.context.deps.sources.his.registrations_by_ids([id]))
+        found = await in_service(info.context.deps.sources.his.registrations_by_ids([id]))
         if not found or found[0].his_patient_id not in owners:
             return None
         return (await registrations_of(info, [(found[0], owners[found[0].his_patient_id])]))[0]
