@@ -33,6 +33,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    if args.workers > 1 and not settings.redis_url:
+        parser.error(
+            "several workers share events, cache invalidations and logouts through Redis: set REDIS_URL "
+            "(e.g. redis://127.0.0.1:6379/0) or run one worker"
+        )
     upgrade(settings.database_url, settings.database_schema)
     if settings.load_demo_data and not args.no_demo:
         fresh = asyncio.run(_prepare(settings))
