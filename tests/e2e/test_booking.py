@@ -331,3 +331,30 @@ async def test_a_patient_with_visits_ahead_cannot_be_removed_until_they_are_canc
     await patient.client.execute(CANCEL, {"id": rid})
     removed = (await patient.client.execute(REMOVE, {"id": patient.patient_id}))["removePatient"]
     assert removed["__typename"] == "PatientRemoved"
+
+
+PAGE = """
+query ($after: String, $statuses: [RegistrationStatus!]) {
+  me { registrations(first: 2, after: $after, filter: {statuses: $statuses}) {
+    edges { cursor node { id status startsAt } } pageInfo { hasNextPage endCursor } } }
+}"""
+
+
+async def test_registration_records_page_newest_first_and_filter_by_status(server: LiveServer, clock: FixedClock) -> None:
+    hospital, patient = await _setup(server)
+    booked = []
+    for offset in (1, 2, 3):
+        day = local_date(clock.now()) + timedelta(days=offset)
+        _, slots = await hospital.session(day=day)
+        result = await patient.client.execute(BOOK, {"patientId": patient.patient_id, "slotId": slots[0]})
+        booked.append(result["bookAppointment"]["registration"]["id"])
+    await patient.client.execute(CANCEL, {"id": booked[2]})
+
+    first = (await patient.client.execute(PAGE, {}))["me"]["registrations"]
+    assert [e["node"]["id"] for e in first["edges"]] == [booked[2], booked[1]]  # newest visit first
+    assert first["pageInfo"]["hasNextPage"] is True
+    rest = (await patient.client.execute(PAGE, {"after": first["pageInfo"]["endCursor"]}))["me"]["registrations"]
+    assert [e["node"]["id"] for e in rest["edges"]] == [booked[0]]
+    assert rest["pageInfo"]["hasNextPage"] is False
+    cancelled = (await patient.client.execute(PAGE, {"statuses": ["CANCELLED"]}))["me"]["registrations"]
+    assert [e["node"]["id"] for e in cancelled["edges"]] == [booked[2]]
