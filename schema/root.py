@@ -12,7 +12,6 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -20,6 +19,8 @@ from strawberry.types import ExecutionContext
 from datasources.clock import SHANGHAI
 from schema.catalog import CatalogQuery
 from schema.common import Ctx
+from schema.documents import ValidationByQueryText, ValidationResults
+from schema.execution import LeanExecutionContext
 from schema.identity import IdentityMutation
 from schema.patients import PatientsMutation
 from schema.registration import RegistrationMutation, RegistrationSubscription
@@ -64,18 +65,20 @@ class BFFSchema(strawberry.Schema):
 
 def build_schema(extra_extensions: list | None = None) -> strawberry.Schema:  # type: ignore[type-arg]
     # The limiters' validation rules are classes made when a limiter is constructed. Made once
-    # here, they are the same on every request, so ValidationCache (keyed by document and rules)
+    # here, they are the same on every request, so the validation cache (keyed by text and rules)
     # hits; a limiter built per request would make new classes each time and the cache would miss.
     depth_rules = QueryDepthLimiter(max_depth=12).validation_rules
     alias_rules = MaxAliasesLimiter(max_alias_count=30).validation_rules
+    validations = ValidationResults(maxsize=512)
     return BFFSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        execution_context_class=LeanExecutionContext,
         config=StrawberryConfig(auto_camel_case=True, scalar_map={dt.datetime: DateTime}),
         extensions=[
             lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
+            lambda: ValidationByQueryText(validations),
             lambda: AddValidationRules(depth_rules),
             lambda: MaxTokensLimiter(max_token_count=4000),
             lambda: AddValidationRules(alias_rules),

@@ -1,0 +1,124 @@
+"""The lean executor answers exactly as graphql-core's own: data, errors, paths, null propagation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Any
+
+import pytest
+import strawberry
+from strawberry.permission import BasePermission
+
+from schema.execution import LeanExecutionContext, plans_of
+from schema.root import build_schema
+
+
+@strawberry.enum
+class Colour(Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Deny(BasePermission):
+    message = "not for you"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.interface
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class Thing(Node):
+    label: str
+
+
+@strawberry.type
+class Leaf:
+    name: str
+    colour: Colour
+    maybe: str | None
+    must: str  # set to None below: a non-null violation, caught by the nearest nullable parent
+    at: dt.datetime
+    secret: str = strawberry.field(default="s", permission_classes=[Deny])
+
+    @strawberry.field
+    def shout(self, times: int = 1) -> str:
+        return self.name.upper() * times
+
+
+@strawberry.type
+class Holder:
+    leaf: Leaf
+    leaves: list[Leaf]
+    optional_leaf: Leaf | None
+    broken: Leaf | None
+    thing: Node
+    count: int
+
+    @strawberry.field
+    async def later(self) -> Leaf:
+        return self.leaf
+
+
+def _leaf(name: str, must: Any = "here") -> Leaf:
+    return Leaf(name=name, colour=Colour.BLUE, maybe=None, must=must, at=dt.datetime(2026, 11, 22, 8, 30))
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def holder(self) -> Holder:
+        return Holder(
+            leaf=_leaf("a"),
+            leaves=[_leaf("b"), _leaf("c", must=None), _leaf("d")],
+            optional_leaf=None,
+            broken=_leaf("e", must=None),
+            thing=Thing(id=strawberry.ID("7"), label="seven"),
+            count=3,
+        )
+
+
+QUERIES = [
+    "{ holder { count leaf { name colour maybe must at } } }",
+    "{ holder { leaves { name must } } }",  # the null climbs to `holder`, the first nullable parent
+    "{ holder { broken { name must } optionalLeaf { name } } }",
+    "{ holder { thing { __typename id ... on Thing { label } } } }",
+    "{ holder { later { name shout(times: 2) } count } }",
+    "{ holder { leaf { name secret } } }",
+    "{ holder { a: leaf { n: name } b: leaf { colour } leaf { name @skip(if: true) must @include(if: true) } } }",
+    "query { holder { ...F } } fragment F on Holder { count leaf { ...G } } fragment G on Leaf { name at }",
+]
+
+
+def _answer(result: Any) -> tuple[Any, list[tuple[str, Any]]]:
+    return result.data, [(e.message, e.path) for e in result.errors or []]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+async def test_the_lean_executor_answers_as_graphql_core_does(query: str) -> None:
+    plain = strawberry.Schema(query=Query, types=[Thing])
+    lean = strawberry.Schema(query=Query, types=[Thing], execution_context_class=LeanExecutionContext)
+    expected, got = _answer(await plain.execute(query)), _answer(await lean.execute(query))
+    assert got == expected
+    assert expected[0] is not None or expected[1]  # the query did something worth comparing
+    assert all("Unknown" not in message for message, _ in expected[1])  # and was valid
+
+
+async def test_the_lean_path_is_taken_for_plain_fields_and_only_for_them() -> None:
+    lean = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext)
+    leaf = plans_of(lean._schema.type_map["Leaf"])  # type: ignore[arg-type]
+    assert leaf["name"] is not None and leaf["colour"] is not None and leaf["at"] is not None
+    assert leaf["secret"] is None  # a permission class is a field extension: the general path
+    assert leaf["shout"] is None  # a resolver
+    holder = plans_of(lean._schema.type_map["Holder"])  # type: ignore[arg-type]
+    assert holder["leaf"] is not None and holder["later"] is None
+    assert holder["thing"] is None  # an interface: its runtime type is resolved the general way
+    # the project's schema: a registration's and a doctor's plain fields take it
+    project = build_schema()._schema
+    assert plans_of(project.type_map["Registration"])["status"] is not None  # type: ignore[arg-type]
+    assert plans_of(project.type_map["Doctor"])["name"] is not None  # type: ignore[arg-type]
