@@ -76,11 +76,14 @@ def category(filename: str) -> str:
     return "other Python: " + (Path(filename).parent.name or filename)
 
 
-async def profile(n: int, top: int) -> dict[str, Any]:
+async def profile(n: int, top: int, stats_file: str | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bff-profile-"))
     try:
         settings = Settings(
-            database_url=sqlite_url(work), data_dir=work, redis_url=None, hold_sweep_seconds=3600,
+            database_url=sqlite_url(work),
+            data_dir=work,
+            redis_url=None,
+            hold_sweep_seconds=3600,
         )
         await asyncio.to_thread(upgrade, settings.database_url)
         setup_db = Database(settings.database_url, pool_size=1)
@@ -125,6 +128,8 @@ async def profile(n: int, top: int) -> dict[str, Any]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    if stats_file:  # for `python -m pstats FILE` (callers, callees)
+        profiler.dump_stats(stats_file)
     stats = pstats.Stats(profiler)
     total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
     by_category: dict[str, float] = defaultdict(float)
@@ -193,8 +198,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=300, help="home queries to profile (default 300)")
     parser.add_argument("--top", type=int, default=40, help="functions to print by cumulative time")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--stats", metavar="FILE", help="also write the raw cProfile statistics to FILE")
     args = parser.parse_args()
-    result = asyncio.run(profile(args.n, args.top))
+    result = asyncio.run(profile(args.n, args.top, args.stats))
     print(result["cumulative"])
     print(render(result))
     if not args.no_record:

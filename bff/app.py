@@ -164,6 +164,7 @@ def create_app(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await deps.cache.close()
             await deps.invalidations.close()
             if broker is None:
                 await the_broker.close()

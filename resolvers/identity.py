@@ -279,7 +279,16 @@ class ActiveSession:
 
     def usable_at(self, now: datetime, policy: SessionPolicy) -> bool:
         """Still valid without asking the database: not expired, not idle, last use recorded."""
-        return self.expires_at > now and now - self.last_seen_at < min(LAST_SEEN_RESOLUTION, policy.idle)
+        return self.expires_at > now and now - self.last_seen_at < _recorded_within(policy)
+
+    def due_at(self, now: datetime, policy: SessionPolicy) -> bool:
+        """Time to ask the database again (which records the use) before the copy stops being usable."""
+        return now - self.last_seen_at >= _recorded_within(policy) * 0.75
+
+
+def _recorded_within(policy: SessionPolicy) -> timedelta:
+    """A session's last use is recorded at least this often while it is used."""
+    return min(LAST_SEEN_RESOLUTION, policy.idle)
 
 
 async def viewer_for_token(db: Database, clock: Clock, policy: SessionPolicy, token: str) -> Viewer:
@@ -307,7 +316,7 @@ async def active_session(db: Database, clock: Clock, policy: SessionPolicy, toke
     if account.disabled_at is not None:
         raise NotAuthenticated("This account is disabled; contact the hospital.")
     last_seen = session.last_seen_at
-    if now - last_seen >= LAST_SEEN_RESOLUTION:
+    if now - last_seen >= _recorded_within(policy) * 0.75:
         async with db.writing() as s:
             await s.execute(update(AuthSession).where(col(AuthSession.id) == session.id).values(last_seen_at=now))
         last_seen = now

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
 
 from datasources.clock import SHANGHAI, local_date
 from datasources.credit import contract as credit
@@ -341,23 +340,30 @@ async def _queue_changed(deps: Deps, snapshot: c.QueueSnapshot) -> None:
     await deps.broker.publish(topics.queue(snapshot.schedule_id), queue.event_of(snapshot))
 
 
-def upcoming_from(now: datetime) -> datetime:
-    """"Not over yet", to the cache's resolution: a visit ended seconds ago may still be listed."""
-    return now.replace(microsecond=0) - timedelta(seconds=now.second % int(cache_keys.REGISTRATIONS_TTL))
-
-
 async def registrations_page(
-    deps: Deps, *, account_id: int, his_patient_ids: list[str], flt: c.RegistrationFilter, after: str | None, first: int
+    deps: Deps,
+    *,
+    account_id: int,
+    his_patient_ids: list[str],
+    flt: c.RegistrationFilter,
+    upcoming: bool,
+    after: str | None,
+    first: int,
 ) -> c.RegistrationPage:
-    """The account's registrations from HIS, cached briefly per account; its own changes invalidate."""
+    """The account's registrations from HIS, cached briefly per account; its own changes invalidate.
+
+    ``upcoming`` keeps only visits not over when HIS is asked; the key does not hold that instant, so a
+    busy page is refreshed ahead like any other and a visit over for less than its lifetime
+    (``REGISTRATIONS_TTL``) may still be listed."""
     account_key = cache_keys.registrations(account_id)
     # Invalidating the account's key moves its generation on: every cached page of it is left behind.
-    variant = (tuple(sorted(his_patient_ids)), flt, after, first)
+    variant = (tuple(sorted(his_patient_ids)), flt, upcoming, after, first)
     key = f"{account_key}#{deps.cache.generation(account_key)}:{hash(variant)}"
 
     async def load() -> c.RegistrationPage:
+        asked = replace(flt, upcoming_from=deps.clock.now()) if upcoming else flt
         page: c.RegistrationPage = await in_service(
-            deps.sources.his.registrations_of_patients(his_patient_ids, flt, after=after, first=first)
+            deps.sources.his.registrations_of_patients(his_patient_ids, asked, after=after, first=first)
         )
         return page
 

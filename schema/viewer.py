@@ -68,8 +68,8 @@ class Me:
                 statuses=tuple(s.value for s in flt.statuses) if flt.statuses else (ACTIVE if flt.upcoming else ()),
                 date_from=flt.date_from,
                 date_to=flt.date_to,
-                upcoming_from=registration.upcoming_from(deps.clock.now()) if flt.upcoming else None,
             ),
+            upcoming=bool(flt.upcoming),
             after=after,
             first=first,
         )

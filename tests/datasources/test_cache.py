@@ -140,3 +140,119 @@ async def test_the_invalidation_record_stays_bounded_and_pruning_never_lets_a_st
     release.set()
     await reading
     assert cache.get("patients:1") is Cache.MISSING
+
+
+async def settle(cache: Cache) -> None:
+    """Lets the background refreshes the cache started run to their end."""
+    while cache._refreshing:
+        await asyncio.gather(*cache._refreshing)
+
+
+async def test_a_busy_value_is_refreshed_ahead_and_never_waited_for() -> None:
+    tick = Ticking()
+    cache = Cache(monotonic=tick)
+    loads: list[float] = []
+
+    async def load() -> float:
+        loads.append(tick.now)
+        return tick.now
+
+    assert await cache.through("queue:7", 4, load) == 1000.0
+    tick.now += 2.9  # within the first three quarters of the lifetime: no refresh
+    assert await cache.through("queue:7", 4, load) == 1000.0
+    await settle(cache)
+    assert loads == [1000.0]
+    tick.now += 0.2  # the last quarter: answered from the cache, one refresh in the background
+    assert await cache.through("queue:7", 4, load) == 1000.0
+    assert await cache.through("queue:7", 4, load) == 1000.0
+    await settle(cache)
+    assert loads == [1000.0, 1003.1]
+    tick.now += 3.5  # the first value would have expired by now; the refreshed one has not
+    assert await cache.through("queue:7", 4, load) == 1003.1
+
+
+async def test_a_value_is_never_older_than_its_lifetime_even_when_refreshes_stall() -> None:
+    tick = Ticking()
+    cache = Cache(monotonic=tick)
+    release = asyncio.Event()
+    answers = iter(["first", "second"])
+
+    async def load() -> str:
+        value = next(answers)
+        if value == "second":
+            await release.wait()
+        return value
+
+    assert await cache.through("k", 4, load) == "first"
+    tick.now += 3.5
+    assert await cache.through("k", 4, load) == "first"  # starts the (stalled) refresh
+    tick.now += 1.0  # expired: callers now wait for that one refresh instead of using the old value
+    waiting = asyncio.create_task(cache.through("k", 4, load))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    release.set()
+    assert await waiting == "second"
+
+
+async def test_a_failed_refresh_drops_the_value_so_the_next_read_meets_the_failure() -> None:
+    tick = Ticking()
+    cache = Cache(monotonic=tick)
+    healthy = True
+
+    async def load() -> str:
+        if not healthy:
+            raise ConnectionError("HIS is down")
+        return "page"
+
+    assert await cache.through("registrations:1", 4, load) == "page"
+    healthy = False
+    tick.now += 3.5
+    assert await cache.through("registrations:1", 4, load) == "page"
+    await settle(cache)
+    assert cache.get("registrations:1") is Cache.MISSING
+    try:
+        await cache.through("registrations:1", 4, load)
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the outage was hidden behind a refreshed-away value")
+
+
+async def test_an_unusable_value_is_loaded_again_once_for_every_caller() -> None:
+    cache = Cache()
+    loads = 0
+
+    async def load() -> dict[str, bool]:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0)
+        return {"usable": loads > 1}
+
+    assert (await cache.through("session:x", 30, load))["usable"] is False
+    results = await asyncio.gather(
+        *(cache.through("session:x", 30, load, usable=lambda v: v["usable"]) for _ in range(10))
+    )
+    assert all(r["usable"] for r in results) and loads == 2
+
+
+async def test_a_batch_refreshes_its_ageing_keys_in_one_background_call() -> None:
+    tick = Ticking()
+    cache = Cache(monotonic=tick)
+    calls: list[list[int]] = []
+
+    async def load(missing: list[int]) -> list[str]:
+        calls.append(missing)
+        return [f"queue {k} at {tick.now}" for k in missing]
+
+    await cache.many("queue", [1, 2], 4, load)
+    tick.now += 2.0
+    await cache.many("queue", [3], 4, load)
+    tick.now += 1.5  # 1 and 2 are in their last quarter, 3 is not
+    assert await cache.many("queue", [1, 2, 3], 4, load) == [
+        "queue 1 at 1000.0",
+        "queue 2 at 1000.0",
+        "queue 3 at 1002.0",
+    ]
+    await settle(cache)
+    assert calls == [[1, 2], [3], [1, 2]]
+    assert await cache.many("queue", [1, 2], 4, load) == ["queue 1 at 1003.5", "queue 2 at 1003.5"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 
 from datasources.channels.contract import ALIPAY, WECHAT
@@ -91,14 +93,21 @@ async def test_an_unknown_username_fails_like_a_wrong_password(server: LiveServe
 
 async def test_operators_get_permissions_only_through_their_roles(server: LiveServer, clock: FixedClock) -> None:
     await create_staff(
-        server.deps.db, clock, role=OPERATOR, username="ops", password="operator pass 1", display_name="Ops",
+        server.deps.db,
+        clock,
+        role=OPERATOR,
+        username="ops",
+        password="operator pass 1",
+        display_name="Ops",
         operator_roles={"front-desk": ["registrations.read"]},
     )
-    await create_staff(server.deps.db, clock, role=OPERATOR, username="newbie", password="operator pass 2", display_name="N")
+    await create_staff(
+        server.deps.db, clock, role=OPERATOR, username="newbie", password="operator pass 2", display_name="N"
+    )
     ops = "OPS_DASHBOARD"
-    lead = (await server.client().execute(PASSWORD_LOGIN, {"u": "ops", "p": "operator pass 1", "c": ops}))
+    lead = await server.client().execute(PASSWORD_LOGIN, {"u": "ops", "p": "operator pass 1", "c": ops})
     lead = lead["loginWithPassword"]
-    newbie = (await server.client().execute(PASSWORD_LOGIN, {"u": "newbie", "p": "operator pass 2", "c": ops}))
+    newbie = await server.client().execute(PASSWORD_LOGIN, {"u": "newbie", "p": "operator pass 2", "c": ops})
     newbie = newbie["loginWithPassword"]
     assert lead["account"]["permissions"] == ["registrations.read"]
     assert newbie["account"]["permissions"] == []
@@ -140,7 +149,9 @@ async def test_logout_ends_the_session_at_once(server: LiveServer) -> None:
 async def test_staff_open_sessions_only_in_a_front_end_that_serves_their_role(
     server: LiveServer, clock: FixedClock
 ) -> None:
-    await create_staff(server.deps.db, clock, role=DOCTOR, username="dr.li", password="doctor pass 12", display_name="Li")
+    await create_staff(
+        server.deps.db, clock, role=DOCTOR, username="dr.li", password="doctor pass 12", display_name="Li"
+    )
     client = server.client()
     wrong_app = {"u": "dr.li", "p": "doctor pass 12", "c": "OPS_DASHBOARD"}
     refused = (await client.execute(PASSWORD_LOGIN, wrong_app))["loginWithPassword"]
@@ -162,9 +173,34 @@ mutation ($code: String!) {
 async def test_the_elderly_mode_is_the_same_wechat_account_in_its_own_front_end(server: LiveServer) -> None:
     hospital = Hospital(server.deps.db, server.deps.clock)
     standard = await _login(server, await hospital.channels.issue_code(WECHAT, "grandma"))
-    elderly = (await server.client().execute(ELDERLY_LOGIN, {"code": await hospital.channels.issue_code(WECHAT, "grandma")}))
+    elderly = await server.client().execute(
+        ELDERLY_LOGIN, {"code": await hospital.channels.issue_code(WECHAT, "grandma")}
+    )
     elderly = elderly["loginWithWechat"]
     assert elderly["account"]["id"] == standard["account"]["id"]
     async with server.deps.db.reading() as s:
         channels = (await s.execute(select(AuthSession.channel).order_by(AuthSession.id))).scalars().all()
     assert channels == ["WECHAT", "ELDERLY"]
+
+
+async def test_a_busy_session_records_its_use_in_the_background_before_its_cached_copy_lapses(
+    server: LiveServer, clock: FixedClock
+) -> None:
+    hospital = Hospital(server.deps.db, clock)
+    token = (await _login(server, await hospital.channels.issue_code(WECHAT, "steady")))["token"]
+    client = server.client(token)
+
+    async def last_seen() -> object:
+        async with server.deps.db.reading() as s:
+            return (await s.execute(select(AuthSession.last_seen_at))).scalar_one()
+
+    logged_in_at = await last_seen()
+    clock.advance(seconds=50)  # the cached copy is usable for 60 s; from 45 s on it is refreshed ahead
+    assert (await client.execute(ME))["me"]["account"]["role"] == "PATIENT"
+    for _ in range(100):  # the refresh runs after the answer, without the request waiting on it
+        if await last_seen() != logged_in_at:
+            break
+        await asyncio.sleep(0.02)
+    assert await last_seen() == clock.now()
+    clock.advance(seconds=50)  # 100 s after login, 50 s after the recorded use: still served from the cache
+    assert (await client.execute(ME))["me"]["account"]["role"] == "PATIENT"
