@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import shutil
@@ -58,14 +59,23 @@ class Measurement:
     latency_ms: dict[str, float]
     errors: dict[str, int]
     outcomes: dict[str, int]
+    generator: str = "wrk"
+
+    @property
+    def busy_share(self) -> float:
+        """Σ latency ÷ (connections × duration). Each connection waits for its answer before sending
+        again, so this cannot exceed 1 by more than one request's worth; when it does, the
+        generator's latency histogram is not to be trusted (wrk's, at 1 connection, here)."""
+        return self.latency_ms["mean"] * self.requests / 1000 / (self.connections * self.duration_s)
 
     def row(self) -> str:
         lat = self.latency_ms
         sock = sum(v for k, v in self.errors.items() if k != "status")
         mix = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "-"
         return (
-            f"| {self.scenario} | {self.connections} | {self.rps:,.0f} | {lat['p50']:.1f} | {lat['p95']:.1f} | "
-            f"{lat['p99']:.1f} | {lat['max']:.1f} | {self.errors['status']} | {sock} | {mix} |"
+            f"| {self.scenario} | {self.connections} | {self.generator} | {self.rps:,.0f} | {lat['mean']:.1f} | "
+            f"{lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | {self.busy_share:.2f} | "
+            f"{self.errors['status']} | {sock} | {mix} |"
         )
 
 
@@ -127,6 +137,46 @@ def run_wrk(
         scenario=name, connections=connections, threads=threads, duration_s=round(seconds, 2),
         requests=data["requests"], rps=data["requests"] / seconds, latency_ms=lat, errors=data["errors"],
         outcomes=data["outcomes"],
+    )
+    print(f"  {m.row()}", flush=True)
+    return m
+
+
+async def run_sequential(
+    url: str, body: bytes, headers: dict[str, str], *, duration: float, name: str
+) -> Measurement:
+    """One client on one keep-alive connection, timed with the monotonic clock: the 1-client latency.
+
+    wrk's histogram at 1 connection is inconsistent on this machine (its mean × requests exceeds the
+    run's duration by 2-3 ×, which one sequential connection cannot do), so the 1-client latency
+    targets are judged on this client; wrk's own figures stay in the table next to it."""
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    status_errors = 0
+    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=1)) as http:
+        started = time.perf_counter()
+        while (now := time.perf_counter()) - started < duration:
+            r = await http.post(url, content=body, headers=headers)
+            latencies.append((time.perf_counter() - now) * 1000)
+            if r.status_code >= 400:
+                status_errors += 1
+            kind = "errors" if "errors" in r.json() else "data"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+        seconds = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[max(0, math.ceil(p / 100 * len(latencies)) - 1)]
+
+    lat = {
+        "min": latencies[0], "mean": sum(latencies) / len(latencies), "max": latencies[-1],
+        "p50": pct(50), "p75": pct(75), "p90": pct(90), "p95": pct(95), "p99": pct(99), "p999": pct(99.9),
+    }
+    m = Measurement(
+        scenario=name, connections=1, threads=1, duration_s=round(seconds, 2), requests=len(latencies),
+        rps=len(latencies) / seconds, latency_ms=lat,
+        errors={"connect": 0, "read": 0, "write": 0, "status": status_errors, "timeout": 0}, outcomes=outcomes,
+        generator="python",
     )
     print(f"  {m.row()}", flush=True)
     return m
@@ -304,6 +354,13 @@ async def _bench(
             )
             print(f"home page: {home_notes}", flush=True)
 
+            sequential = {  # what the 1-client latency is judged on (see run_sequential)
+                "hello": (base["hello"] + "/graphql", b'{"query": "{ hello }"}', {"content-type": "application/json"}),
+                "home": (
+                    base["project"] + "/graphql", home_body.read_bytes(),
+                    {"content-type": "application/json", "authorization": f"Bearer {token}"},
+                ),
+            }
             targets = {
                 "json": ("json.lua", base["json"] + "/json", {}),
                 "hello": ("hello.lua", base["hello"] + "/graphql", {}),
@@ -327,6 +384,11 @@ async def _bench(
                     measurements.append(
                         run_wrk(wrk, script, url, connections=c, duration=args.duration, env=env, name=name)
                     )
+                    if c == 1 and name in sequential:
+                        seq_url, seq_body, seq_headers = sequential[name]
+                        measurements.append(
+                            await run_sequential(seq_url, seq_body, seq_headers, duration=args.duration, name=name)
+                        )
             booking["registrations_after"] = await registrations_count(db)
             home_after = await api.call(home_query, token=token)
             home_notes["same_answer_after_load"] = home_after == home
@@ -343,9 +405,16 @@ async def _bench(
     }
 
 
-def _find(results: dict[str, Any], scenario: str, connections: int) -> dict[str, Any] | None:
+def _find(
+    results: dict[str, Any], scenario: str, connections: int, generator: str = "wrk"
+) -> dict[str, Any] | None:
     return next(
-        (m for m in results["measurements"] if m["scenario"] == scenario and m["connections"] == connections), None
+        (
+            m for m in results["measurements"]
+            if m["scenario"] == scenario and m["connections"] == connections
+            and m.get("generator", "wrk") == generator
+        ),
+        None,
     )
 
 
@@ -381,13 +450,24 @@ def render(results: dict[str, Any]) -> str:
         f"next line of a list run.py writes before each run (planned: {b.get('planned')}). "
         f"Registrations created during the booking runs (warm-up included): {made}.",
         "",
-        "| scenario | clients | req/s | p50 | p95 | p99 | max | non-2xx | socket errors | responses |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | clients | generator | req/s | mean | p50 | p95 | p99 | max | Σ latency ÷ (clients × time) "
+        "| non-2xx | socket errors | responses |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     lines += [Measurement(**x).row() for x in results["measurements"]]
     lines += ["", "Ratios (same run, same number of clients):", ""]
     lines += ["| clients | hello ÷ json | home ÷ hello | book ÷ hello | home ÷ json |", "|---:|---:|---:|---:|---:|"]
     levels = sorted({x["connections"] for x in results["measurements"]})
+    lines += [
+        "",
+        "The Σ latency column checks each generator against itself: a client that waits for each answer "
+        "cannot be busy more than all of the time, so a figure well above 1 means its latency histogram "
+        "is wrong. wrk's at 1 connection is (2-3 × here, for `hello` and `home` alike, and the same "
+        "server measured by the sequential Python client right after is consistent); its throughput "
+        "figures and its histograms at 32 and 64 connections check out. The 1-client latency targets "
+        "are therefore judged on the `python` rows: one httpx client, one keep-alive connection, "
+        "monotonic clock, its own parsing included in every latency.",
+    ]
     for c in levels:
         j, hl, hm, bk = (_find(results, s, c) for s in SCENARIOS)
 
@@ -405,13 +485,13 @@ def render(results: dict[str, Any]) -> str:
                 f"| home ≥ 0.6 × out-of-the-box hello, {c} client{'s' if c > 1 else ''} | {hm['rps']:,.0f} ÷ "
                 f"{hl['rps']:,.0f} = {r:.2f} | {'PASS' if r >= 0.6 else 'FAIL'} |"
             )
-    for c, limit in ((32, 100.0), (1, 15.0)):
-        hm = _find(results, "home", c)
+    for c, limit, generator in ((32, 100.0, "wrk"), (1, 15.0, "python")):
+        hm = _find(results, "home", c, generator) or _find(results, "home", c)
         if hm:
             p99 = hm["latency_ms"]["p99"]
             lines.append(
-                f"| home p99 ≤ {limit:g} ms at {c} client{'s' if c > 1 else ''} | {p99:.1f} ms | "
-                f"{'PASS' if p99 <= limit else 'FAIL'} |"
+                f"| home p99 ≤ {limit:g} ms at {c} client{'s' if c > 1 else ''} | {p99:.1f} ms "
+                f"({hm.get('generator', 'wrk')}) | {'PASS' if p99 <= limit else 'FAIL'} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import time
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
@@ -29,6 +33,44 @@ class Metrics:
         self.events = Counter(
             "bff_events_published", "Events published to the broker", ["kind"], registry=self.registry
         )
+        # What stalls every request in the process at once: garbage collections and anything else
+        # that holds the event loop (a slow callback, a blocking call).
+        pause_buckets = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+        self.gc_pauses = Histogram(
+            "bff_gc_pause_seconds", "Garbage collection pauses", ["generation"], registry=self.registry,
+            buckets=pause_buckets,
+        )
+        self.loop_lag = Histogram(
+            "bff_event_loop_lag_seconds", "How late a 100 ms timer fires on the event loop", registry=self.registry,
+            buckets=pause_buckets,
+        )
+        self._gc_started = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pauses.labels(str(info["generation"])).observe(time.perf_counter() - self._gc_started)
+
+    @contextlib.asynccontextmanager
+    async def watching_the_process(self, interval: float = 0.1) -> Any:
+        """While open: GC pauses and event-loop lag are recorded."""
+
+        async def watch_loop() -> None:
+            while True:
+                started = time.perf_counter()
+                await asyncio.sleep(interval)
+                self.loop_lag.observe(max(0.0, time.perf_counter() - started - interval))
+
+        gc.callbacks.append(self._on_gc)
+        watcher = asyncio.create_task(watch_loop(), name="event-loop-lag")
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            gc.callbacks.remove(self._on_gc)
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
