@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import httpx
 
 from tests.conftest import LiveServer
@@ -18,6 +21,12 @@ async def test_health_readiness_and_metrics_answer(server: LiveServer) -> None:
         assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
         metrics = await http.get("/metrics")
         assert "bff_http_requests_total" in metrics.text
+        gc.collect()  # a full collection while the server runs is recorded with its pause
+        await asyncio.sleep(0.25)  # and the loop-lag watcher has timed at least one tick
+        text = (await http.get("/metrics")).text
+        assert 'bff_gc_pause_seconds_count{generation="2"}' in text
+        lag = next(line for line in text.splitlines() if line.startswith("bff_event_loop_lag_seconds_count"))
+        assert float(lag.split()[-1]) >= 1
 
 
 async def test_a_patient_logs_in_and_reads_the_catalog(server: LiveServer) -> None:
