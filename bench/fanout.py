@@ -64,6 +64,9 @@ CALL = """mutation Call($id: ID!) {
     __typename ... on PatientCalled { queueNumber } ... on UserError { code }
   }
 }"""
+# The set-up books "this morning" on a fixed clock; a server sweeping holds on the real clock would
+# expire its slot locks between lock and confirm (HIS: LOCK_NOT_FOUND). No sweep during the bench.
+NO_SWEEP = {"HOLD_SWEEP_SECONDS": "86400"}
 
 
 def raise_fd_limit() -> int:
@@ -227,7 +230,8 @@ async def run_broker(
 ) -> dict[str, Any]:
     port = servers.free_port()
     server = servers.project(
-        data_dir, port, work, redis_url=redis_url, name=f"project-{broker}", extra_env={"BROKER_NAMESPACE": NAMESPACE},
+        data_dir, port, work, redis_url=redis_url, name=f"project-{broker}",
+        extra_env={"BROKER_NAMESPACE": NAMESPACE, **NO_SWEEP},
         workers=workers,
     )
     clients: Clients | None = None
@@ -342,7 +346,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         schedule_id, slot_id = await prepare_session(data_dir, total)
         port = servers.free_port()
-        setup_server = servers.project(data_dir, port, work, name="project-setup")
+        setup_server = servers.project(data_dir, port, work, name="project-setup", extra_env=NO_SWEEP)
         try:
             base = f"http://{servers.HOST}:{port}"
             await asyncio.to_thread(servers.wait_http, setup_server, base + "/readyz", timeout=300)
