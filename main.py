@@ -9,6 +9,7 @@ import logging
 import uvicorn
 
 from bff.app import master_key
+from bff.asgi import server_options
 from bff.demo import LOGINS
 from bff.demo import load as load_demo
 from bff.migrate import upgrade
@@ -47,7 +48,7 @@ def main() -> None:
         print('Then set the header  {"Authorization": "Bearer <token>"}  in GraphiQL.\n')
     uvicorn.run(
         "bff.asgi:app", factory=True, host=settings.host, port=settings.port, workers=args.workers,
-        log_level="info", access_log=False,
+        log_level="info", **server_options(settings),
     )
 
 

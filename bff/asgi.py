@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 
 from bff.app import create_app
@@ -10,3 +12,8 @@ from bff.settings import Settings
 
 def app() -> Starlette:
     return create_app(Settings())
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves the app, wherever it is started (main.py, the tests' live server)."""
+    return {"access_log": False, "ws": "websockets-sansio", "ws_per_message_deflate": settings.ws_compression}

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     unpaid_hold_minutes: int = 15
     # How often the hold sweeper looks for expired unpaid registrations.
     hold_sweep_seconds: float = 30.0
+    # permessage-deflate on WebSockets. Off: the BFF's frames are small (a queue position, a chat
+    # line), and compressing each one for each subscriber costs more CPU than it saves bytes.
+    ws_compression: bool = False
 
     session_idle_minutes: int = 120
     session_absolute_hours: int = 72

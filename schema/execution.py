@@ -16,10 +16,12 @@ answers, error messages, paths and null propagation are the same; a test compare
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from enum import Enum
 from typing import Any, NamedTuple
 
 from graphql import (
     ExecutionResult,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -40,6 +42,7 @@ class _Plan(NamedTuple):
     named: Any  # the leaf or object type inside
     leaf: bool
     non_null: bool
+    enum_names: dict[Any, str] | None = None  # a strawberry enum's members and their GraphQL names
 
 
 def _plan_field(field: GraphQLField) -> _Plan | None:
@@ -55,10 +58,24 @@ def _plan_field(field: GraphQLField) -> _Plan | None:
     non_null = isinstance(return_type, GraphQLNonNull)
     named: Any = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
     if is_leaf_type(named):
-        return _Plan(definition.python_name, return_type, named, True, non_null)
+        return _Plan(definition.python_name, return_type, named, True, non_null, _enum_names(named))
     if is_object_type(named) and not named.is_type_of:
         return _Plan(definition.python_name, return_type, named, False, non_null)
     return None
+
+
+def _enum_names(leaf: Any) -> dict[Any, str] | None:
+    """strawberry's enum types find a member's name by scanning every value; the same answer,
+    precomputed (the first name whose value equals the member's, as that scan returns)."""
+    wrapped = getattr(leaf, "wrapped_cls", None)
+    if not isinstance(leaf, GraphQLEnumType) or not isinstance(wrapped, type) or not issubclass(wrapped, Enum):
+        return None
+    names: dict[Any, str] = {}
+    for member in wrapped:
+        name = next((n for n, v in leaf.values.items() if v.value == member.value), None)
+        if name is not None:
+            names[member] = name
+    return names
 
 
 _plans: dict[GraphQLObjectType, dict[str, _Plan | None]] = {}
@@ -156,6 +173,10 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return _null(plan, parent_type, details)
             if isinstance(value, Exception):
                 raise value
+            if plan.enum_names is not None and isinstance(value, Enum):
+                found = plan.enum_names.get(value)
+                if found is not None:
+                    return found
             return self.complete_leaf_value(plan.named, value)
         except Exception as error:
             self.handle_field_error(error, plan.return_type, details, Path(path, name, parent_type.name))

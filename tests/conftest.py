@@ -18,6 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bff.app import create_app
+from bff.asgi import server_options
 from bff.settings import Settings
 from clients.reference import GraphQLClient
 from datasources.clock import SHANGHAI, FixedClock
@@ -136,8 +137,9 @@ class LiveServer:
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
+        options = server_options(Settings())  # as main.py serves it
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="websockets-sansio")
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options)
         )
         self.task: asyncio.Task[None] | None = None
         self.url = ""

@@ -54,6 +54,9 @@ async def test_each_operation_on_one_websocket_sees_fresh_data(server: LiveServe
         await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {handle.token}"}}))
         ack = await ws.recv()
         assert isinstance(ack, str), "graphql-ws clients in browsers read text frames only"
+        # the client offered permessage-deflate (websockets does by default); the server declines
+        assert "permessage-deflate" in (ws.request.headers.get("Sec-WebSocket-Extensions") or "")  # type: ignore[union-attr]
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None  # type: ignore[union-attr]
         assert json.loads(ack)["type"] == "connection_ack"
 
         async def unread(op_id: str) -> int:

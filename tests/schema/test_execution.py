@@ -115,6 +115,7 @@ async def test_the_lean_path_is_taken_for_plain_fields_and_only_for_them() -> No
     lean = strawberry.Schema(query=Query, execution_context_class=LeanExecutionContext)
     leaf = plans_of(lean._schema.type_map["Leaf"])  # type: ignore[arg-type]
     assert leaf["name"] is not None and leaf["colour"] is not None and leaf["at"] is not None
+    assert leaf["colour"].enum_names == {Colour.RED: "RED", Colour.BLUE: "BLUE"}  # type: ignore[union-attr]
     assert leaf["secret"] is None  # a permission class is a field extension: the general path
     assert leaf["shout"] is None  # a resolver
     holder = plans_of(lean._schema.type_map["Holder"])  # type: ignore[arg-type]
