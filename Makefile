@@ -21,7 +21,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy bff schema resolvers datasources realtime clients main.py
+	$(BIN)/mypy bff schema resolvers datasources realtime clients bench main.py
 
 pytest: $(BIN)/.installed
 	$(BIN)/pytest

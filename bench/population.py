@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 
 import httpx
 from sqlalchemy import select
+from sqlmodel import col
 
 from datasources.channels.contract import WECHAT
 from datasources.channels.sandbox import SandboxChannelLogin
@@ -180,17 +181,20 @@ async def booking_plan(
     async with db.reading() as s:
         slots = (
             await s.execute(
-                select(HisSlot.id, HisSlot.schedule_id, HisSlot.capacity - HisSlot.booked, HisSchedule.day)
-                .join(HisSchedule, HisSchedule.id == HisSlot.schedule_id)
-                .where(HisSlot.starts_at > not_before, HisSlot.booked < HisSlot.capacity)
-                .order_by(HisSlot.id)
+                select(
+                    col(HisSlot.id), col(HisSlot.schedule_id), col(HisSlot.capacity) - col(HisSlot.booked),
+                    col(HisSchedule.day),
+                )
+                .join(HisSchedule, col(HisSchedule.id) == col(HisSlot.schedule_id))
+                .where(col(HisSlot.starts_at) > not_before, col(HisSlot.booked) < col(HisSlot.capacity))
+                .order_by(col(HisSlot.id))
             )
         ).all()
         taken = set(
             (
                 await s.execute(
-                    select(HisRegistration.patient_id, HisRegistration.schedule_id).where(
-                        HisRegistration.status.in_(ACTIVE)  # type: ignore[attr-defined]
+                    select(col(HisRegistration.patient_id), col(HisRegistration.schedule_id)).where(
+                        col(HisRegistration.status).in_(ACTIVE)
                     )
                 )
             ).all()
@@ -200,7 +204,7 @@ async def booking_plan(
     sessions: dict[int, list[tuple[int, int]]] = {}
     for slot_id, schedule_id, remaining, day in slots:
         if day not in exclude_days:
-            sessions.setdefault(schedule_id, []).extend([(slot_id, schedule_id)] * remaining)
+            sessions.setdefault(schedule_id, []).extend([(int(slot_id or 0), schedule_id)] * remaining)
     rng = random.Random(seed)
     plan: list[tuple[BenchPatient, str]] = []
     for schedule_id, places in sessions.items():
@@ -217,7 +221,9 @@ async def _his_patient_ids(db: Database, patient_ids: list[str]) -> dict[str, in
     async with db.reading() as s:
         rows = (
             await s.execute(
-                select(Patient.id, Patient.his_patient_id).where(Patient.id.in_([int(p) for p in patient_ids]))  # type: ignore[union-attr]
+                select(col(Patient.id), col(Patient.his_patient_id)).where(
+                    col(Patient.id).in_([int(p) for p in patient_ids])
+                )
             )
         ).all()
     return {str(pid): int(his) for pid, his in rows if his is not None}
