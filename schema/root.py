@@ -69,6 +69,7 @@ def build_schema(extra_extensions: list | None = None) -> strawberry.Schema:  # 
     # hits; a limiter built per request would make new classes each time and the cache would miss.
     depth_rules = QueryDepthLimiter(max_depth=12).validation_rules
     alias_rules = MaxAliasesLimiter(max_alias_count=30).validation_rules
+    limit_rules = [*depth_rules, *alias_rules]
     validations = ValidationResults(maxsize=512)
     return BFFSchema(
         query=Query,
@@ -79,9 +80,8 @@ def build_schema(extra_extensions: list | None = None) -> strawberry.Schema:  # 
         extensions=[
             lambda: ParserCache(maxsize=512),
             lambda: ValidationByQueryText(validations),
-            lambda: AddValidationRules(depth_rules),
+            lambda: AddValidationRules(limit_rules),  # one extension for both: each costs hooks per request
             lambda: MaxTokensLimiter(max_token_count=4000),
-            lambda: AddValidationRules(alias_rules),
             *(extra_extensions or []),
         ],
     )
