@@ -161,7 +161,7 @@ def create_app(
         # request in flight each time (~9 % of the CPU, bff_gc_pause_seconds); at 50,000 it runs a
         # few times a minute. Full collections, which walk every long-lived object (a thousand open
         # subscriptions make that ~200 ms), become rarer with it.
-        gc.set_threshold(50_000, 10, 100)
+        gc.set_threshold(settings.gc_young_threshold, 10, 100)
         try:
             async with metrics.watching_the_process():
                 yield

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # permessage-deflate on WebSockets. Off: the BFF's frames are small (a queue position, a chat
     # line), and compressing each one for each subscriber costs more CPU than it saves bytes.
     ws_compression: bool = False
+    # The garbage collector's young-generation threshold (net allocations between collections);
+    # see bff/app.py for why it is high. bff_gc_pause_seconds on /metrics shows the effect.
+    gc_young_threshold: int = Field(default=50_000, ge=700)
 
     session_idle_minutes: int = 120
     session_absolute_hours: int = 72
