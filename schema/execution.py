@@ -45,22 +45,36 @@ class _Plan(NamedTuple):
     enum_names: dict[Any, str] | None = None  # a strawberry enum's members and their GraphQL names
 
 
+THE_EVENT = ""  # a plan's attribute for a subscription's root field: the value is the event itself
+
+
 def _plan_field(field: GraphQLField) -> _Plan | None:
     definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if not isinstance(definition, StrawberryField) or not definition.is_basic_field or field.args:
+    if not isinstance(definition, StrawberryField):
+        return None
+    if definition.is_subscription and field.subscribe is not None:
+        # Each event of a subscription is executed with the event as the root value, and strawberry
+        # resolves the root field to it (`lambda event, *_, **__: event`); its arguments served the
+        # subscribe step and are not needed again. One event per subscriber: worth the short way.
+        return _plan_of(THE_EVENT, field)
+    if not definition.is_basic_field or field.args:
         return None
     if definition.default_resolver is not getattr or field.resolve is None:
         return None
     # strawberry's own resolver for basic fields; any other (exception handlers) takes the long way
     if getattr(field.resolve, "__name__", "") != "_get_basic_result":
         return None
+    return _plan_of(definition.python_name, field)
+
+
+def _plan_of(attribute: str, field: GraphQLField) -> _Plan | None:
     return_type = field.type
     non_null = isinstance(return_type, GraphQLNonNull)
     named: Any = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
     if is_leaf_type(named):
-        return _Plan(definition.python_name, return_type, named, True, non_null, _enum_names(named))
+        return _Plan(attribute, return_type, named, True, non_null, _enum_names(named))
     if is_object_type(named) and not named.is_type_of:
-        return _Plan(definition.python_name, return_type, named, False, non_null)
+        return _Plan(attribute, return_type, named, False, non_null)
     return None
 
 
@@ -168,7 +182,7 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self, plan: _Plan, parent_type: GraphQLObjectType, source: Any, details: Any, path: Path | None, name: str
     ) -> Any:
         try:
-            value = getattr(source, plan.attribute)
+            value = getattr(source, plan.attribute) if plan.attribute else source
             if value is None or value is Undefined:
                 return _null(plan, parent_type, details)
             if isinstance(value, Exception):
@@ -194,7 +208,7 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         field_path = Path(path, name, parent_type.name)
         try:
-            value = getattr(source, plan.attribute)
+            value = getattr(source, plan.attribute) if plan.attribute else source
             if value is None or value is Undefined:
                 return _null(plan, parent_type, details)
             if isinstance(value, Exception):
