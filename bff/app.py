@@ -158,9 +158,9 @@ def create_app(
         # A request's objects die by reference counting (schema.execution breaks graphql-core's one
         # cycle), so the collector only has to find the rare cycle. The young generation counts
         # allocations net of frees: at 700 it ran ~300 times a second under load, walking every
-        # request in flight each time (~9 % of the CPU, bff_gc_pause_seconds); at 50,000 it runs a
-        # few times a minute. Full collections, which walk every long-lived object (a thousand open
-        # subscriptions make that ~200 ms), become rarer with it.
+        # request in flight each time (~9 % of the CPU, bff_gc_pause_seconds). At 10,000 that
+        # halves; at 50,000 it all but vanishes, but the first collection after a thousand
+        # subscriptions open then walks them all at once (a 0.4 s pause in a fan-out round).
         gc.set_threshold(settings.gc_young_threshold, 10, 100)
         try:
             async with metrics.watching_the_process():

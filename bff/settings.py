@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     ws_compression: bool = False
     # The garbage collector's young-generation threshold (net allocations between collections);
     # see bff/app.py for why it is high. bff_gc_pause_seconds on /metrics shows the effect.
-    gc_young_threshold: int = Field(default=50_000, ge=700)
+    gc_young_threshold: int = Field(default=10_000, ge=700)
 
     session_idle_minutes: int = 120
     session_absolute_hours: int = 72
