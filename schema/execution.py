@@ -182,11 +182,9 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self, plan: _Plan, parent_type: GraphQLObjectType, source: Any, details: Any, path: Path | None, name: str
     ) -> Any:
         try:
-            value = getattr(source, plan.attribute) if plan.attribute else source
-            if value is None or value is Undefined:
-                return _null(plan, parent_type, details)
-            if isinstance(value, Exception):
-                raise value
+            value = _value_of(plan, parent_type, source, details)
+            if value is None:
+                return None
             if plan.enum_names is not None and isinstance(value, Enum):
                 found = plan.enum_names.get(value)
                 if found is not None:
@@ -208,11 +206,9 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         field_path = Path(path, name, parent_type.name)
         try:
-            value = getattr(source, plan.attribute) if plan.attribute else source
-            if value is None or value is Undefined:
-                return _null(plan, parent_type, details)
-            if isinstance(value, Exception):
-                raise value
+            value = _value_of(plan, parent_type, source, details)
+            if value is None:
+                return None
             completed = self.collect_and_execute_subfields(plan.named, details, field_path, value, position_context)
             if self.is_awaitable(completed):
                 return self._await_object(completed, plan, details, field_path)
@@ -227,6 +223,16 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         except Exception as error:
             self.handle_field_error(error, plan.return_type, details, field_path)
             return None
+
+
+def _value_of(plan: _Plan, parent_type: GraphQLObjectType, source: Any, details: Any) -> Any:
+    """The field's value, None for a null (raising where the field is non-null), an error raised."""
+    value = getattr(source, plan.attribute) if plan.attribute else source
+    if value is None or value is Undefined:
+        return _null(plan, parent_type, details)
+    if isinstance(value, Exception):
+        raise value
+    return value
 
 
 def _null(plan: _Plan, parent_type: GraphQLObjectType, details: Any) -> None:
