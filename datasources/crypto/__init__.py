@@ -1,0 +1,1 @@
+"""Cryptography shared by the gateway, the store and the payment and CA sources."""
