@@ -47,6 +47,12 @@ class StaffCredential(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     failed_attempts: int = 0
     locked_until: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    password_changed_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    # Second factor (TOTP, RFC 6238): the secret is sealed like any personal field; confirmed once
+    # the staff member has entered a first valid code.
+    totp_secret_enc: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    totp_confirmed_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    totp_last_step: int | None = None  # the last accepted time step: a code is good once
 
 
 class AuthSession(SQLModel, table=True):
@@ -155,3 +161,96 @@ class AuditEntry(SQLModel, table=True):
     target_id: str = Field(max_length=64)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     request_id: str = Field(default="", max_length=64)
+
+
+class AuditRecord(SQLModel, table=True):
+    """The audit log, sealed record by record (SM4-GCM by default) and hash-chained.
+
+    Only what retention and the chain need stays readable (time, role, action); who did what to
+    whom is inside ``sealed``. ``entry_hash`` = SM3(prev_hash ‖ seq ‖ key_id ‖ sealed), so removing,
+    reordering or altering a record breaks every hash after it. Rows of the earlier, plain
+    ``audit_log`` table (before sealing) stay there until they are sealed into this chain.
+    """
+
+    __tablename__ = "audit_record"
+    __table_args__ = (Index("ix_audit_record_at", "at"),)
+    seq: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=_at())
+    actor_role: str = Field(max_length=16)
+    action: str = Field(max_length=64, index=True)
+    key_id: str = Field(max_length=40)
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    entry_hash: str = Field(max_length=64, unique=True)
+
+
+class AuditChainHead(SQLModel, table=True):
+    """One row: the chain's last record (locked while appending, so the chain never forks) and the
+    anchor left by the retention purge (the hash verification restarts from)."""
+
+    __tablename__ = "audit_chain_head"
+    id: int = Field(default=1, primary_key=True)
+    last_seq: int = 0
+    last_hash: str = Field(default="", max_length=64)
+    anchor_seq: int = 0
+    anchor_hash: str = Field(default="", max_length=64)
+
+
+class ManagedKey(SQLModel, table=True):
+    """A key the BFF manages. Its material is stored only sealed by the master key (``wrapped``).
+
+    ``state``: ACTIVE keys serve new writes (one per purpose), DECRYPT_ONLY keys still open old
+    data, RETIRED keys are gone (material erased) once nothing refers to them.
+    """
+
+    __tablename__ = "managed_key"
+    __table_args__ = (UniqueConstraint("purpose", "version", name="uq_managed_key_version"),)
+    kid: str = Field(primary_key=True, max_length=40)
+    purpose: str = Field(max_length=24, index=True)  # FIELD, BLIND_INDEX, AUDIT, TRANSPORT, CA, RESPONSE_SIGNING
+    algorithm: str = Field(max_length=24)  # A256GCM, SM4GCM, HMAC-SHA256, RSA-OAEP-2048, SM2-SM3, RSA-SHA256
+    version: int
+    state: str = Field(max_length=16)
+    wrapped: str = Field(sa_column=Column(Text, nullable=False))
+    public_pem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    certificate_pem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=_at())
+    expires_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    retired_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    expiry_warned_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+
+
+class AppIdentity(SQLModel, table=True):
+    """An app that calls the gateway from the hospital's side: a channel's front end, HIS or another
+    in-house system sending callbacks, an onboarded partner, a kiosk. It signs every request."""
+
+    __tablename__ = "app_identity"
+    app_id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=64)
+    kind: str = Field(max_length=16)  # FRONT_END, IN_HOUSE, PARTNER, DEVICE
+    channel: str | None = Field(default=None, max_length=16)
+    signature_algorithm: str = Field(max_length=16)  # SM2-SM3, RSA-SHA256
+    sign_responses: bool = False
+    created_at: datetime = Field(sa_column=_at())
+    disabled_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+
+
+class AppCertificate(SQLModel, table=True):
+    """A signing certificate the BFF's CA issued to an app. The app's private key is never stored."""
+
+    __tablename__ = "app_certificate"
+    serial: str = Field(primary_key=True, max_length=40)
+    app_id: str = Field(foreign_key="app_identity.app_id", index=True, max_length=32)
+    algorithm: str = Field(max_length=16)
+    key_bits: int
+    fingerprint: str = Field(max_length=64, unique=True)
+    certificate_pem: str = Field(sa_column=Column(Text, nullable=False))
+    not_before: datetime = Field(sa_column=_at())
+    not_after: datetime = Field(sa_column=_at())
+    issued_at: datetime = Field(sa_column=_at())
+    issued_by_account_id: int | None = None
+    revoked_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    revocation_reason: str | None = Field(default=None, max_length=64)
+    renewed_by_serial: str | None = Field(default=None, max_length=40)
+    last_used_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    request_count: int = 0
+    expiry_warned_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
