@@ -8,21 +8,21 @@ import logging
 
 import uvicorn
 
-from bff.app import master_key
 from bff.asgi import server_options
 from bff.demo import LOGINS
 from bff.demo import load as load_demo
+from bff.keys import field_cipher
 from bff.migrate import upgrade
 from bff.settings import Settings
 from datasources.clock import SystemClock
 from datasources.store.db import Database
-from datasources.store.fieldcrypt import FieldCipher
 
 
 async def _prepare(settings: Settings) -> bool:
     db = Database(settings.database_url, pool_size=1, schema=settings.database_schema)
     try:
-        return await load_demo(db, FieldCipher(master_key(settings)), SystemClock())
+        clock = SystemClock()
+        return await load_demo(db, await field_cipher(settings, db, clock), clock)
     finally:
         await db.dispose()
 

@@ -42,14 +42,14 @@ import httpx
 from bench import servers
 from bench.markdown import replace_section
 from bench.population import Api, issue_codes, person
-from bff.app import build_sources, master_key, rules_of
+from bff.app import build_sources, rules_of
 from bff.demo import load as load_demo
+from bff.keys import field_cipher
 from bff.migrate import upgrade
 from bff.settings import Settings
 from datasources.clock import SHANGHAI, FixedClock, SystemClock, local_date, local_datetime
 from datasources.his.sandbox import SandboxHISAdmin
 from datasources.store.db import Database
-from datasources.store.fieldcrypt import FieldCipher
 from realtime import topics
 from realtime.broker import MemoryBroker
 from resolvers import medical_cards, patients, registration
@@ -80,7 +80,7 @@ async def prepare_session(data_dir: Path, total: int) -> tuple[str, str]:
     settings = Settings(data_dir=data_dir, database_url=servers.sqlite_url(data_dir), redis_url=None)
     await asyncio.to_thread(upgrade, settings.database_url)
     db = Database(settings.database_url, pool_size=2)
-    await load_demo(db, FieldCipher(master_key(settings)), SystemClock())
+    await load_demo(db, await field_cipher(settings, db, SystemClock()), SystemClock())
     today = local_date(SystemClock().now())
     admin = SandboxHISAdmin(db)
     doctor = (await admin.doctor_ids())[0]  # the demo doctor's HIS id
@@ -96,7 +96,7 @@ async def populate(api: Api, data_dir: Path, total: int, slot_id: str) -> list[t
     project's resolvers against the same database. Returns (token, registration id) in queue order."""
     settings = Settings(data_dir=data_dir, database_url=servers.sqlite_url(data_dir), redis_url=None)
     db = Database(settings.database_url, pool_size=2)
-    cipher = FieldCipher(master_key(settings))
+    cipher = await field_cipher(settings, db, SystemClock())
     real = SystemClock()
     # Book and check in "this morning", whatever the hour: the queue, not the clock, is measured.
     morning = FixedClock(local_datetime(local_date(real.now()), 7, 30))

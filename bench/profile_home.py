@@ -34,13 +34,13 @@ from bench import population as pop
 from bench.markdown import replace_section
 from bench.run import HOME, prepare_home
 from bench.servers import sqlite_url
-from bff.app import create_app, master_key
+from bff.app import create_app
 from bff.demo import load as load_demo
+from bff.keys import field_cipher
 from bff.migrate import upgrade
 from bff.settings import Settings
 from datasources.clock import SystemClock
 from datasources.store.db import Database
-from datasources.store.fieldcrypt import FieldCipher
 
 BENCH = Path(__file__).resolve().parent
 
@@ -87,7 +87,7 @@ async def profile(n: int, top: int, stats_file: str | None = None) -> dict[str, 
         )
         await asyncio.to_thread(upgrade, settings.database_url)
         setup_db = Database(settings.database_url, pool_size=1)
-        await load_demo(setup_db, FieldCipher(master_key(settings)), SystemClock())
+        await load_demo(setup_db, await field_cipher(settings, setup_db, SystemClock()), SystemClock())
         app = create_app(settings)
         statements = 0
         async with app.router.lifespan_context(app):

@@ -7,16 +7,12 @@ nothing is created at import. Tests build the app exactly like ``main.py`` does.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import gc
 import logging
-import os
-import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,6 +24,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from bff.callbacks import queue_changed
 from bff.errors import ErrorPolicy
 from bff.graphql_view import BFFGraphQL
+from bff.keys import KEYRING_INVALIDATION, open_keyring
 from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
 from bff.settings import Settings
@@ -40,27 +37,15 @@ from datasources.his.served import his_sandbox_app
 from datasources.sources import Sources
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
+from datasources.store.keyring import Keyring
 from realtime.broker import Broker, broker_from_url
-from realtime.invalidations import Invalidations
+from realtime.invalidations import Invalidatable, Invalidations
 from resolvers.deps import BookingRules, Deps
 from resolvers.identity import FrontEnd, SessionPolicy
 from resolvers.registration import release_expired_holds
 from schema.root import build_schema
 
 log = logging.getLogger("bff")
-
-
-def master_key(settings: Settings) -> bytes:
-    """From MASTER_KEY (base64), else from data_dir/master.key, created once with mode 0600."""
-    if settings.master_key:
-        return base64.b64decode(settings.master_key)
-    path = Path(settings.data_dir) / "master.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(base64.b64encode(secrets.token_bytes(32)))
-    return base64.b64decode(path.read_bytes())
 
 
 def build_sources(settings: Settings, db: Database, clock: Clock) -> Sources:
@@ -106,6 +91,32 @@ def rules_of(settings: Settings) -> tuple[BookingRules, SessionPolicy]:
     return rules, policy
 
 
+class KeyringAware:
+    """Cache invalidations, plus a keyring reload when another process rotated a key."""
+
+    def __init__(self, cache: Invalidatable, keyring: Keyring) -> None:
+        self.cache = cache
+        self.keyring = keyring
+        self._reloads: set[asyncio.Task[None]] = set()
+
+    def invalidate(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if KEYRING_INVALIDATION in keys:
+            task = asyncio.get_running_loop().create_task(self.keyring.refresh())
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+        self.cache.invalidate(keys)
+
+
+async def _refresh_keys(keyring: Keyring, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await keyring.refresh()
+        except Exception:
+            log.warning("could not reload the managed keys; keeping the ones loaded", exc_info=True)
+
+
 async def _sweep_holds(deps: Deps, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
@@ -133,9 +144,10 @@ def create_app(
         the_broker = broker or broker_from_url(settings.redis_url, namespace=settings.broker_namespace)
         await the_broker.start()
         rules, policy = rules_of(settings)
+        keyring = await open_keyring(settings, db, clock)
         deps = Deps(
             db=db,
-            cipher=FieldCipher(master_key(settings)),
+            cipher=FieldCipher(keyring),
             sources=sources or build_sources(settings, db, clock),
             broker=the_broker,
             clock=clock,
@@ -143,7 +155,7 @@ def create_app(
             sessions=policy,
             front_ends=front_ends(),
         )
-        deps.invalidations = Invalidations(deps.cache, the_broker)
+        deps.invalidations = Invalidations(KeyringAware(deps.cache, keyring), the_broker)
         await deps.invalidations.start()
         state["deps"] = deps
         app.state.deps = deps
@@ -151,6 +163,7 @@ def create_app(
         state["graphql"] = graphql
         state["callback"] = queue_changed(deps, settings.callback_secret)
         sweeper = asyncio.create_task(_sweep_holds(deps, settings.hold_sweep_seconds), name="hold-sweeper")
+        refresher = asyncio.create_task(_refresh_keys(keyring, settings.keyring_refresh_seconds), name="keyring")
         # Everything built so far lives as long as the process: keep the collector from walking it
         # on every full collection (those walks were the 100 ms spikes in the p99 latency).
         gc.collect()
@@ -166,9 +179,10 @@ def create_app(
             async with metrics.watching_the_process():
                 yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, refresher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await deps.cache.close()
             await deps.invalidations.close()
             if broker is None:

@@ -76,11 +76,34 @@ class Settings(BaseSettings):
     session_absolute_hours: int = 72
     login_max_failures: int = 5
     login_lockout_minutes: int = 15
+    # The issuer authenticator apps show next to a staff member's TOTP codes.
+    totp_issuer: str = Field(default="Hospital BFF", min_length=1, max_length=64)
+
+    # Transport (README "Transport"). HSTS goes on responses served over HTTPS: by uvicorn itself
+    # (TLS_CERTFILE) or by a proxy in FORWARDED_ALLOW_IPS that says so in X-Forwarded-Proto.
+    hsts_max_age: int = Field(default=31_536_000, ge=0)
+    hsts_include_subdomains: bool = True
+    hsts_preload: bool = False
+    # Plain-HTTP requests answered with 308 to https (health probes excepted); unset: on in production.
+    https_redirect: bool | None = None
+    # Proxies whose X-Forwarded-Proto / X-Forwarded-For are believed: addresses or networks, comma-separated.
+    forwarded_allow_ips: str = "127.0.0.1"
+    # uvicorn serves HTTPS itself, TLS 1.3 only, when a certificate (PEM chain) is given.
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
 
     # Shared secret of the HIS / nurse-station callbacks (HMAC-SHA256 over the body).
     callback_secret: str = DEV_CALLBACK_SECRET
-    # Master key for field encryption at rest; generated into data_dir on first start when unset.
+    # Master key (base64 of 32 bytes) that wraps every managed key; generated into data_dir on first
+    # start when unset. In production keep it out of the data directory (env var, secret store, HSM).
     master_key: str | None = None
+    # Algorithm of new writes of personal data at rest; switching it applies at once to new writes,
+    # old values stay readable and `python -m bff.keys reencrypt` moves them.
+    field_encryption_algorithm: Literal["A256GCM", "SM4GCM"] = "A256GCM"
+    # Algorithm sealing each audit record (the one log that names people).
+    audit_encryption_algorithm: Literal["SM4GCM", "A256GCM"] = "SM4GCM"
+    # How often each process reloads the managed keys (a rotation is also broadcast at once).
+    keyring_refresh_seconds: float = 60.0
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
@@ -90,6 +113,17 @@ class Settings(BaseSettings):
             raise ValueError("CREDIT__MODE=http: there is no HTTP client for the credit platform yet; use sandbox.")
         if self.his.mode == "http" and not self.his.url:
             raise ValueError("HIS__MODE=http needs HIS__URL, the base URL of the HIS gateway.")
+        return self
+
+    @model_validator(mode="after")
+    def _transport_is_coherent(self) -> Settings:
+        if self.tls_keyfile is not None and self.tls_certfile is None:
+            raise ValueError("TLS_KEYFILE needs TLS_CERTFILE, the certificate chain it belongs to.")
+        if self.hsts_preload and (not self.hsts_include_subdomains or self.hsts_max_age < 31_536_000):
+            raise ValueError(
+                "HSTS_PRELOAD needs HSTS_INCLUDE_SUBDOMAINS=true and HSTS_MAX_AGE of at least 31536000 "
+                "(what browsers' preload lists require)."
+            )
         return self
 
     @classmethod
@@ -110,3 +144,12 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def redirects_to_https(self) -> bool:
+        return self.environment == "production" if self.https_redirect is None else self.https_redirect
+
+    @property
+    def operators_need_second_factor(self) -> bool:
+        """Production: an operator without a confirmed TOTP factor cannot log in (README "Staff login")."""
+        return self.environment == "production"

@@ -1,8 +1,9 @@
 """Encryption of personal data at rest, with a keyed blind index for exact-match lookup.
 
-Every ciphertext names its key id and algorithm (``enc1:<kid>:<alg>:<base64>``), so a new key or
-algorithm applies to new writes while old rows stay readable. Keys are derived from one master key
-with HKDF, one per purpose; the gateway-security issue replaces this keyring with managed keys.
+Every ciphertext names its key id and algorithm (``enc1:<kid>:<alg>:<base64 nonce‖ciphertext‖tag>``),
+so a rotated key or a switched algorithm (AES-256-GCM ↔ SM4-GCM) applies to new writes at once
+while old rows stay readable; the re-encryption job (``datasources.store.reencrypt``) moves them.
+The column is bound as associated data: a value copied into another column does not open.
 """
 
 from __future__ import annotations
@@ -10,44 +11,50 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import unicodedata
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from datasources.crypto.primitives import CryptoError, Sealer
+from datasources.store.keyring import BLIND_INDEX, FIELD, Key, Keyring
 
-ALG_AES_GCM = "A256GCM"
 PREFIX = "enc1"
 
 
-def _derive(master: bytes, purpose: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(master)
-
-
 class FieldCipher:
-    def __init__(self, master_key: bytes, *, key_id: str = "k1") -> None:
-        if len(master_key) < 32:
-            raise ValueError("the master key must be at least 32 bytes")
-        self.key_id = key_id
-        self._keys = {key_id: AESGCM(_derive(master_key, f"field-encryption:{key_id}"))}
-        self._index_key = _derive(master_key, "blind-index")
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+        self._sealers: dict[str, Sealer] = {}
+
+    def _sealer(self, key: Key) -> Sealer:
+        sealer = self._sealers.get(key.kid)
+        if sealer is None:
+            sealer = self._sealers[key.kid] = Sealer(key.algorithm, key.material)  # type: ignore[arg-type]
+        return sealer
+
+    @property
+    def key_id(self) -> str:
+        return self.keyring.active(FIELD).kid
 
     def encrypt(self, plaintext: str, *, context: str) -> str:
-        """``context`` (the column) is bound as associated data: a value moved to another column fails."""
-        nonce = os.urandom(12)
-        sealed = self._keys[self.key_id].encrypt(nonce, plaintext.encode(), context.encode())
-        payload = base64.urlsafe_b64encode(nonce + sealed).decode()
-        return f"{PREFIX}:{self.key_id}:{ALG_AES_GCM}:{payload}"
+        key = self.keyring.active(FIELD)
+        sealed = self._sealer(key).seal(plaintext.encode(), context.encode())
+        return f"{PREFIX}:{key.kid}:{key.algorithm}:{base64.urlsafe_b64encode(sealed).decode()}"
 
     def decrypt(self, token: str, *, context: str) -> str:
-        prefix, key_id, alg, payload = token.split(":", 3)
-        if prefix != PREFIX or alg != ALG_AES_GCM or key_id not in self._keys:
-            raise ValueError(f"cannot decrypt a value sealed with {prefix}/{key_id}/{alg}")
-        raw = base64.urlsafe_b64decode(payload)
-        return self._keys[key_id].decrypt(raw[:12], raw[12:], context.encode()).decode()
+        try:
+            prefix, kid, algorithm, payload = token.split(":", 3)
+        except ValueError:
+            raise CryptoError("not an encrypted field value") from None
+        key = self.keyring.get(kid)
+        if prefix != PREFIX or algorithm != key.algorithm:
+            raise CryptoError(f"cannot open a value sealed as {prefix}/{kid}/{algorithm}: key {kid} is {key.algorithm}")
+        return self._sealer(key).open(base64.urlsafe_b64decode(payload), context.encode()).decode()
+
+    def is_current(self, token: str) -> bool:
+        """Sealed with the active key (and so with the configured algorithm)?"""
+        key = self.keyring.active(FIELD)
+        return token.startswith(f"{PREFIX}:{key.kid}:{key.algorithm}:")
 
     def blind_index(self, value: str, *, context: str) -> str:
         normalized = unicodedata.normalize("NFKC", value).strip().upper()
-        digest = hmac.new(self._index_key, f"{context}\x00{normalized}".encode(), hashlib.sha256)
-        return digest.hexdigest()
+        index_key = self.keyring.active(BLIND_INDEX).material
+        return hmac.new(index_key, f"{context}\x00{normalized}".encode(), hashlib.sha256).hexdigest()
