@@ -27,6 +27,7 @@ from bff.graphql_view import BFFGraphQL
 from bff.keys import KEYRING_INVALIDATION, open_keyring
 from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
+from bff.security.transport import TransportPolicy, TransportSecurity
 from bff.settings import Settings
 from clients.profiles import load_profiles
 from datasources.channels.sandbox import SandboxChannelLogin
@@ -234,4 +235,9 @@ def create_app(
     if settings.his.mode == "sandbox" and settings.environment == "development":
         # The HIS sandbox in the HIS gateway's wire format, for BFFs configured with his.mode = "http".
         routes.append(Mount("/sandbox/his", app=his_sandbox_app(lambda: state["deps"].sources.his)))
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(MetricsMiddleware, metrics=metrics)])
+    middleware = [
+        # Outermost: a plain-HTTP request is redirected before anything else sees it.
+        Middleware(TransportSecurity, policy=TransportPolicy.of(settings)),
+        Middleware(MetricsMiddleware, metrics=metrics),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -135,9 +135,10 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
 class LiveServer:
     """The real app under uvicorn on 127.0.0.1, in this event loop, so tests can also reach its parts."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, settings: Settings | None = None) -> None:
         self.app = app
-        options = server_options(Settings())  # as main.py serves it
+        options = server_options(settings or Settings())  # as main.py serves it (TLS when configured)
+        self.scheme = "https" if options.get("ssl_certfile") else "http"
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options)
         )
@@ -153,7 +154,7 @@ class LiveServer:
                 self.task.result()
             await asyncio.sleep(0.01)
         port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{self.scheme}://127.0.0.1:{port}"
         return self
 
     @property
