@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tongsuopy.crypto import hashes as sm_hashes
 from tongsuopy.crypto import serialization as sm_serialization
 from tongsuopy.crypto.asymciphers import ec as sm_ec
+from tongsuopy.crypto.exceptions import InternalError as SmInternalError
 from tongsuopy.crypto.exceptions import InvalidSignature as SmInvalidSignature
 
 DigestAlgorithm = Literal["SM3", "SHA256"]
@@ -159,9 +160,9 @@ def sm2_signature_to_raw(der: bytes) -> bytes:
     try:
         parsed = DSASignature.load(der)
         r, s = parsed["r"].native, parsed["s"].native
-    except (ValueError, TypeError) as exc:
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    except (ValueError, TypeError, OverflowError) as exc:  # OverflowError: r or s negative or over 32 bytes
         raise CryptoError("not a DER-encoded SM2 signature") from exc
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def sm2_signature_to_der(raw: bytes) -> bytes:
@@ -190,7 +191,7 @@ def verify(key: PublicKey, signature: bytes, data: bytes) -> bool:
         signature = sm2_signature_to_der(signature)
     try:
         key.verify(signature, data, sm_ec.ECDSA(sm_hashes.SM3()))
-    except (SmInvalidSignature, ValueError):
+    except (SmInvalidSignature, SmInternalError, ValueError):  # Tongsuo reports malformed DER as InternalError
         return False
     return True
 
