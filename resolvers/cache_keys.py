@@ -49,3 +49,15 @@ def slot(slot_id: str) -> str:
 
 def queue(schedule_id: str) -> str:
     return f"{QUEUE}:{schedule_id}"
+
+
+def personal(account_id: int, patient_ids: list[int]) -> list[str]:
+    """Every key holding an account's personal data, dropped at logout. The registration lists'
+    variants hang off ``registrations(account_id)`` by generation: invalidating it makes them
+    unreachable at once (they expire within REGISTRATIONS_TTL)."""
+    return [
+        patients(account_id),
+        unread(account_id),
+        registrations(account_id),
+        *(cards(p) for p in patient_ids),
+    ]

@@ -299,9 +299,36 @@ async def remove_patient(deps: Deps, *, account_id: int, patient_id: int) -> int
             )
     async with db.writing() as s:
         row = await _owned_row(s, account_id, patient_id)
-        row.removed_at = deps.clock.now()
-    await deps.invalidate(cache_keys.patients(account_id))
+        bindings = (
+            (await s.execute(select(MedicalCardBinding).where(col(MedicalCardBinding.patient_id) == patient_id)))
+            .scalars()
+            .all()
+        )
+        _erase(row, bindings, deps.clock.now())
+    await deps.invalidate(cache_keys.patients(account_id), cache_keys.cards(patient_id))
     return patient_id
+
+
+ERASED = "erased"
+
+
+def _erase(row: Patient, bindings: Sequence[MedicalCardBinding], now: datetime) -> None:
+    """Residual information (等保三级 剩余信息保护): a removed patient's personal data is overwritten,
+    not just hidden. The row and its ids stay (history, the HIS patient id its visits are filed
+    under); the ciphertexts and the blind indexes go, so nothing is left to decrypt or to match,
+    and the same person can be added again."""
+    row.removed_at = row.updated_at = now
+    row.name = ""
+    row.document_number_enc = ""
+    row.document_number_index = f"{ERASED}:{row.id}"
+    row.phone_enc = row.phone_index = None
+    row.gender = row.birth_date = row.nationality = row.ethnicity = row.occupation = None
+    row.address = row.address_detail = None
+    row.health_card_id = row.insurance_person_no = row.insured_area = None
+    row.face_verified_at = None
+    for binding in bindings:
+        binding.card_no_enc = ""
+        binding.card_no_index = f"{ERASED}:{binding.id}"
 
 
 async def patients_of_accounts(

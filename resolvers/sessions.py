@@ -3,13 +3,19 @@
 The database stays the truth: a cached session is used only while it is unexpired and its last use
 is recorded (within a minute); otherwise the database is asked, which also records the use. A busy
 session is asked about in the background a little before that, once, so its requests never wait. Logout
-invalidates the cached copy in every BFF process before it answers.
+invalidates the cached copy in every BFF process before it answers, together with the personal data
+cached for the account (its patients, their cards, registration lists, unread counts): nothing of the
+person stays in memory after they leave (等保三级: 剩余信息保护).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from sqlalchemy import select
+from sqlmodel import col
+
+from datasources.store.models import Patient
 from resolvers import cache_keys, identity
 from resolvers.deps import Deps
 from resolvers.identity import ActiveSession, Viewer
@@ -34,4 +40,13 @@ async def viewer(deps: Deps, token: str) -> Viewer:
 
 async def log_out(deps: Deps, who: Viewer) -> None:
     token_hash = await identity.logout(deps.db, deps.clock, who)
-    await deps.invalidate(cache_keys.session(token_hash))
+    personal: list[str] = []
+    if who.account_id is not None:
+        async with deps.db.reading() as s:
+            patient_ids = (
+                (await s.execute(select(col(Patient.id)).where(col(Patient.account_id) == who.account_id)))
+                .scalars()
+                .all()
+            )
+        personal = cache_keys.personal(who.account_id, [p for p in patient_ids if p is not None])
+    await deps.invalidate(cache_keys.session(token_hash), *personal)
