@@ -251,7 +251,7 @@ async def run_broker(
         print(f"[{broker}] {subscribed} subscriptions open in {connect_s:.1f} s", flush=True)
         async with httpx.AsyncClient(timeout=30) as http:
             api = Api(base, http)
-            token = await api.staff_login("doctor", "doctor-demo-2026")
+            token = await api.staff_login("doctor", "Ward-Round-2026")
             calls = []
             expected = 0
             for r in range(rounds):

@@ -27,6 +27,7 @@ from bff.graphql_view import BFFGraphQL
 from bff.keys import KEYRING_INVALIDATION, open_keyring
 from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
+from bff.security.redaction import keep_frame_payloads_out_of_logs
 from bff.security.transport import TransportPolicy, TransportSecurity
 from bff.settings import Settings
 from clients.profiles import load_profiles
@@ -88,6 +89,8 @@ def rules_of(settings: Settings) -> tuple[BookingRules, SessionPolicy]:
         absolute=timedelta(hours=settings.session_absolute_hours),
         max_failures=settings.login_max_failures,
         lockout=timedelta(minutes=settings.login_lockout_minutes),
+        operators_need_second_factor=settings.operators_need_second_factor,
+        totp_issuer=settings.totp_issuer,
     )
     return rules, policy
 
@@ -135,6 +138,7 @@ def create_app(
     clock: Clock | None = None,
 ) -> Starlette:
     clock = clock or SystemClock()
+    keep_frame_payloads_out_of_logs()
     metrics = Metrics()
     schema = build_schema([ErrorPolicy, FreshLoadersPerOperation])
     state: dict[str, Any] = {}

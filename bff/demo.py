@@ -40,15 +40,15 @@ LOGINS = (
     DemoLogin("patient (Alipay), credit GOOD", 'loginWithAlipay(input: {authCode: "ali-demo-patient"})'),
     DemoLogin("patient (WeChat), arrears here", 'loginWithWechat(input: {code: "wx-demo-defaulter"})'),
     DemoLogin("patient (WeChat), arrears elsewhere", 'loginWithWechat(input: {code: "wx-demo-elsewhere"})'),
-    DemoLogin("doctor", 'loginWithPassword(input: {username: "doctor", password: "doctor-demo-2026"})'),
+    DemoLogin("doctor", 'loginWithPassword(input: {username: "doctor", password: "Ward-Round-2026"})'),
     DemoLogin(
         "pharmacist",
-        'loginWithPassword(input: {username: "pharmacist", password: "pharmacist-demo-2026", '
+        'loginWithPassword(input: {username: "pharmacist", password: "Dispensary-2026", '
         'channel: "PHARMACIST_WORKBENCH"})',
     ),
     DemoLogin(
         "operator",
-        'loginWithPassword(input: {username: "operator", password: "operator-demo-2026", channel: "OPS_DASHBOARD"})',
+        'loginWithPassword(input: {username: "operator", password: "Night-Shift-2026", channel: "OPS_DASHBOARD"})',
     ),
 )
 
@@ -187,7 +187,7 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
         clock,
         role=identity.DOCTOR,
         username="doctor",
-        password="doctor-demo-2026",  # noqa: S106
+        password="Ward-Round-2026",  # noqa: S106
         display_name="Demo doctor",
         his_staff_id=doctors[0],
     )
@@ -196,7 +196,7 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
         clock,
         role=identity.PHARMACIST,
         username="pharmacist",
-        password="pharmacist-demo-2026",  # noqa: S106
+        password="Dispensary-2026",  # noqa: S106
         display_name="Demo pharmacist",
     )
     await identity.create_staff(
@@ -204,7 +204,7 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
         clock,
         role=identity.OPERATOR,
         username="operator",
-        password="operator-demo-2026",  # noqa: S106
+        password="Night-Shift-2026",  # noqa: S106
         display_name="Demo operator",
         operator_roles={"operations-lead": ["audit.read", "registrations.read", "patients.read"]},
     )

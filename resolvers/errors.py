@@ -124,6 +124,38 @@ class ServiceUnavailable(DomainError):
     code = "SERVICE_UNAVAILABLE"
 
 
+class WeakPassword(DomainError):
+    """A staff password that breaks the rules; ``problems`` names each broken rule."""
+
+    code = "WEAK_PASSWORD"
+
+    def __init__(self, problems: list[str], message: str) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class SecondFactorRequired(DomainError):
+    """The password was right; the account also needs the current code of its authenticator app."""
+
+    code = "SECOND_FACTOR_REQUIRED"
+
+
+class SecondFactorRejected(DomainError):
+    code = "SECOND_FACTOR_INVALID"
+
+
+class SecondFactorReused(SecondFactorRejected):
+    """A code is good once: a second login with it is a replay, or a second tab within 30 s."""
+
+    code = "SECOND_FACTOR_REUSED"
+
+
+class SecondFactorNotEnrolled(DomainError):
+    """Production: operators log in only with a confirmed second factor."""
+
+    code = "SECOND_FACTOR_NOT_ENROLLED"
+
+
 async def in_service(call: Awaitable[T], message: str = HIS_DOWN) -> T:
     """Awaits a call to an external system; an outage becomes a clear error the user may retry."""
     try:

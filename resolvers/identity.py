@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NoReturn
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -20,6 +18,7 @@ from datasources.clock import Clock
 from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.store import audit
 from datasources.store.db import Database
+from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.models import (
     Account,
     AccountRole,
@@ -29,7 +28,17 @@ from datasources.store.models import (
     RolePermission,
     StaffCredential,
 )
-from resolvers.errors import AccountLocked, InvalidInput, LoginFailed, NotAuthenticated, ServiceUnavailable
+from resolvers import passwords, second_factor
+from resolvers.errors import (
+    AccountLocked,
+    InvalidInput,
+    LoginFailed,
+    NotAuthenticated,
+    SecondFactorNotEnrolled,
+    SecondFactorRejected,
+    SecondFactorReused,
+    ServiceUnavailable,
+)
 
 PATIENT = "PATIENT"
 DOCTOR = "DOCTOR"
@@ -40,9 +49,7 @@ ROLES = (PATIENT, DOCTOR, PHARMACIST, OPERATOR, DEVICE)
 PASSWORD = "PASSWORD"  # noqa: S105 - the name of the staff authenticator, not a secret
 STAFF_ROLES = (DOCTOR, PHARMACIST, OPERATOR)
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
-
-_hasher = PasswordHasher()  # argon2id, 64 MiB, 3 passes: deliberately slow
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,9 @@ class SessionPolicy:
     absolute: timedelta = timedelta(hours=72)
     max_failures: int = 5
     lockout: timedelta = timedelta(minutes=15)
+    # Production: an operator without a confirmed TOTP factor is refused (development lets them in).
+    operators_need_second_factor: bool = False
+    totp_issuer: str = "Hospital BFF"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +109,6 @@ class LoginResult:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def hash_password(password: str) -> str:
-    if len(password) < 10:
-        raise InvalidInput("password", "A staff password needs at least 10 characters.")
-    return _hasher.hash(password)
 
 
 async def login_with_channel(
@@ -170,85 +174,102 @@ async def login_with_password(
     clock: Clock,
     policy: SessionPolicy,
     *,
+    cipher: FieldCipher,
     username: str,
     password: str,
     app: FrontEnd,
+    totp_code: str | None = None,
     request_id: str = "",
 ) -> LoginResult:
-    """A staff login; the account's role must be one the front end serves."""
+    """A staff login; the account's role must be one the front end serves. An account with a confirmed
+    second factor also needs its current TOTP code; wrong codes count toward the lockout like wrong
+    passwords. Operators must have one in production."""
     now = clock.now()
     async with db.reading() as s:
-        credential = (
-            await s.execute(select(StaffCredential).where(col(StaffCredential.username) == username.strip()))
-        ).scalar_one_or_none()
-    if credential is None:
-        _verify(_DUMMY_HASH, password)  # same cost as a real check: no username probing by timing
+        found = (
+            await s.execute(
+                select(StaffCredential, Account)
+                .join(Account, col(Account.id) == col(StaffCredential.account_id))
+                .where(col(StaffCredential.username) == username.strip())
+            )
+        ).first()
+    if found is None:
+        passwords.verify_password(passwords.DUMMY_HASH, password)  # same cost: no username probing by timing
         raise LoginFailed("Wrong username or password.")
+    credential, account = found
     if credential.locked_until is not None and credential.locked_until > now:
         raise AccountLocked(credential.locked_until)
-    if not _verify(credential.password_hash, password):
-        await _record_failure(db, credential, now, policy, request_id)
-    async with db.writing() as s:
-        await s.execute(
-            update(StaffCredential)
-            .where(col(StaffCredential.account_id) == credential.account_id)
-            .values(failed_attempts=0, locked_until=None)
+    if not passwords.verify_password(credential.password_hash, password):
+        await passwords.record_failure(
+            db,
+            credential,
+            now,
+            policy,
+            request_id,
+            refusal=LoginFailed("Wrong username or password."),
+            reason="password",
         )
-        account = await s.get(Account, credential.account_id)
-        if account is None or account.disabled_at is not None:
-            raise LoginFailed("This account is disabled; contact the hospital.")
-        if account.role not in app.roles:
-            raise LoginFailed(f"A {account.role.lower()} account cannot use this app; use your own role's app.")
-        token, opened = _open_session(s, account, app.code, now, policy)
-        await s.flush()
-        audit.record(
-            s,
-            at=now,
-            actor_account_id=account.id,
-            actor_role=account.role,
-            action="login",
-            target_type="account",
-            target_id=str(account.id),
-            detail={"channel": app.code},
-            request_id=request_id,
+    if account.disabled_at is not None:
+        raise LoginFailed("This account is disabled; contact the hospital.")
+    if account.role not in app.roles:
+        raise LoginFailed(f"A {account.role.lower()} account cannot use this app; use your own role's app.")
+    step = await _second_factor(db, cipher, credential, account, totp_code, now, policy, request_id)
+    try:
+        async with db.writing() as s:
+            reset = {"failed_attempts": 0, "locked_until": None}
+            if step is None:
+                await s.execute(
+                    update(StaffCredential)
+                    .where(col(StaffCredential.account_id) == credential.account_id)
+                    .values(**reset)
+                )
+            elif not await second_factor.consume(s, credential.account_id, step, **reset):
+                raise SecondFactorReused("This code was used already; wait for the next one.")
+            token, opened = _open_session(s, account, app.code, now, policy)
+            await s.flush()
+            audit.record(
+                s,
+                at=now,
+                actor_account_id=account.id,
+                actor_role=account.role,
+                action="login",
+                target_type="account",
+                target_id=str(account.id),
+                detail={"channel": app.code, "second_factor": step is not None},
+                request_id=request_id,
+            )
+    except SecondFactorReused as reused:
+        await passwords.record_failure(
+            db, credential, now, policy, request_id, refusal=reused, reason="totp-reused"
         )
     viewer = await _viewer(db, account, opened)
     return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at)
 
 
-async def _record_failure(
-    db: Database, credential: StaffCredential, now: datetime, policy: SessionPolicy, request_id: str
-) -> NoReturn:
-    """Counts a wrong password; the last allowed one locks the account for a while."""
-    failures = credential.failed_attempts + 1
-    locked_until = now + policy.lockout if failures >= policy.max_failures else None
-    async with db.writing() as s:
-        await s.execute(
-            update(StaffCredential)
-            .where(col(StaffCredential.account_id) == credential.account_id)
-            .values(failed_attempts=0 if locked_until else failures, locked_until=locked_until)
-        )
-        audit.record(
-            s,
-            at=now,
-            actor_account_id=credential.account_id,
-            actor_role="STAFF",
-            action="login.failed",
-            target_type="account",
-            target_id=str(credential.account_id),
-            detail={"locked": locked_until is not None},
-            request_id=request_id,
-        )
-    if locked_until is not None:
-        raise AccountLocked(locked_until)
-    raise LoginFailed("Wrong username or password.")
-
-
-def _verify(hashed: str, password: str) -> bool:
-    try:
-        return _hasher.verify(hashed, password)
-    except (VerificationError, InvalidHashError):
-        return False
+async def _second_factor(
+    db: Database,
+    cipher: FieldCipher,
+    credential: StaffCredential,
+    account: Account,
+    code: str | None,
+    now: datetime,
+    policy: SessionPolicy,
+    request_id: str,
+) -> int | None:
+    """The time step of the login's valid TOTP code, or None when the account logs in without one."""
+    if credential.totp_confirmed_at is not None:
+        try:
+            return second_factor.login_step(cipher, credential, code, now)
+        except SecondFactorRejected as wrong:
+            await passwords.record_failure(db, credential, now, policy, request_id, refusal=wrong, reason="totp")
+    if account.role == OPERATOR:
+        if policy.operators_need_second_factor:
+            raise SecondFactorNotEnrolled(
+                "Operators log in with a second factor: ask an administrator to enroll your authenticator app "
+                "(python -m bff.staff totp-enroll <username> on the BFF's host), then log in with its code."
+            )
+        log.warning("operator account %s logged in without a second factor (allowed in development only)", account.id)
+    return None
 
 
 async def _permissions(db: Database, account: Account) -> frozenset[str]:
@@ -363,12 +384,20 @@ async def create_staff(
     """A staff account with a password; operators get permissions only through named roles."""
     if role not in STAFF_ROLES:
         raise InvalidInput("role", f"Staff roles are {', '.join(STAFF_ROLES)}.")
+    passwords.require_strong(password, username=username)
     now = clock.now()
     async with db.writing() as s:
         account = Account(role=role, display_name=display_name, his_staff_id=his_staff_id, created_at=now)
         s.add(account)
         await s.flush()
-        s.add(StaffCredential(account_id=account.id or 0, username=username, password_hash=hash_password(password)))
+        s.add(
+            StaffCredential(
+                account_id=account.id or 0,
+                username=username,
+                password_hash=passwords.hash_password(password),
+                password_changed_at=now,
+            )
+        )
         for name, permissions in (operator_roles or {}).items():
             found = (await s.execute(select(OperatorRole).where(col(OperatorRole.name) == name))).scalar_one_or_none()
             if found is None:

@@ -11,13 +11,15 @@ person stays in memory after they leave (等保三级: 剩余信息保护).
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlmodel import col
 
 from datasources.store.models import Patient
-from resolvers import cache_keys, identity
+from resolvers import cache_keys, identity, passwords
 from resolvers.deps import Deps
+from resolvers.errors import NotAuthenticated
 from resolvers.identity import ActiveSession, Viewer
 
 
@@ -50,3 +52,22 @@ async def log_out(deps: Deps, who: Viewer) -> None:
             )
         personal = cache_keys.personal(who.account_id, [p for p in patient_ids if p is not None])
     await deps.invalidate(cache_keys.session(token_hash), *personal)
+
+
+async def change_password(deps: Deps, who: Viewer, *, current: str, new: str, request_id: str = "") -> datetime:
+    """The viewer's own password; every other session of the account ends, in every process."""
+    if who.account_id is None:
+        raise NotAuthenticated("Log in first.")
+    change = await passwords.change_password(
+        deps.db,
+        deps.clock,
+        deps.sessions,
+        account_id=who.account_id,
+        session_id=who.session_id,
+        current=current,
+        new=new,
+        request_id=request_id,
+    )
+    if change.revoked:
+        await deps.invalidate(*(cache_keys.session(h) for h in change.revoked))
+    return change.changed_at

@@ -11,7 +11,7 @@ import strawberry
 from strawberry.types import Info
 
 from bff.context import Context
-from schema.enums import CoordinateSystem
+from schema.enums import CoordinateSystem, PasswordProblem
 
 T = TypeVar("T")
 Ctx = Info[Context, None]
@@ -95,6 +95,38 @@ class LoginFailedError(UserError):
 @strawberry.type(description="Too many failed attempts; login is possible again after `until`.")
 class AccountLockedError(UserError):
     until: datetime
+
+
+@strawberry.type(
+    description="The new password breaks the rules (at least 10 characters, 3 of lower case, upper case, "
+    "digits and symbols, not containing the username, not the current one); `problems` lists each one."
+)
+class WeakPasswordError(UserError):
+    problems: list[PasswordProblem]
+
+
+@strawberry.type(
+    description="The password was right; the account also needs the current 6-digit code of its "
+    "authenticator app: ask for it and send the login again with `totpCode`."
+)
+class SecondFactorRequiredError(UserError):
+    pass
+
+
+@strawberry.type(
+    description="The authenticator code is wrong or expired (`SECOND_FACTOR_INVALID`) or was used already "
+    "(`SECOND_FACTOR_REUSED`: wait for the next one). At login it counts toward the lockout."
+)
+class SecondFactorRejectedError(UserError):
+    pass
+
+
+@strawberry.type(
+    description="Operators log in only with a second factor, and this account has none yet: an administrator "
+    "enrolls it on the BFF's host."
+)
+class SecondFactorNotEnrolledError(UserError):
+    pass
 
 
 @strawberry.type(description="The patient's record is incomplete; send the user to the form for `fields`.")

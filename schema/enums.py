@@ -102,3 +102,11 @@ class CreditStatus(Enum):
     DEFAULTED_ELSEWHERE = "DEFAULTED_ELSEWHERE"
     UNKNOWN = "UNKNOWN"
     UNAVAILABLE = "UNAVAILABLE"
+
+
+@strawberry.enum(description="A rule a new staff password breaks.")
+class PasswordProblem(Enum):
+    TOO_SHORT = "TOO_SHORT"
+    TOO_FEW_CHARACTER_CLASSES = "TOO_FEW_CHARACTER_CLASSES"
+    CONTAINS_USERNAME = "CONTAINS_USERNAME"
+    SAME_AS_CURRENT = "SAME_AS_CURRENT"

@@ -21,9 +21,14 @@ from schema.common import (
     NotAllowedError,
     NotFoundError,
     OutsideGeofenceError,
+    SecondFactorNotEnrolledError,
+    SecondFactorRejectedError,
+    SecondFactorRequiredError,
     ServiceUnavailableError,
     SlotTakenError,
+    WeakPasswordError,
 )
+from schema.enums import PasswordProblem
 
 TOP_UP_ROUTE = "deposit/top-up"
 
@@ -70,4 +75,12 @@ def user_error(exc: e.DomainError) -> Any:
             )
         case e.CutoffPassed():
             return CutoffPassedError(message=m, code=code, cutoff_at=exc.cutoff_at)
+        case e.WeakPassword():
+            return WeakPasswordError(message=m, code=code, problems=[PasswordProblem(p) for p in exc.problems])
+        case e.SecondFactorRequired():
+            return SecondFactorRequiredError(message=m, code=code)
+        case e.SecondFactorRejected():
+            return SecondFactorRejectedError(message=m, code=code)
+        case e.SecondFactorNotEnrolled():
+            return SecondFactorNotEnrolledError(message=m, code=code)
     raise exc

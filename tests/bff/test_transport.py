@@ -144,7 +144,9 @@ async def test_in_development_plain_http_is_served_without_hsts(
 async def test_x_forwarded_proto_counts_only_from_a_trusted_proxy(
     database: DatabaseTarget, tmp_path: Path, clock: FixedClock, allowed: str, believed: bool
 ) -> None:
-    settings = make_settings(database, tmp_path, environment="production", forwarded_allow_ips=allowed)
+    settings = make_settings(
+        database, tmp_path, environment="production", forwarded_allow_ips=allowed, request_signatures="optional"
+    )
     server = await _serve(settings, clock)
     try:
         async with httpx.AsyncClient() as client:

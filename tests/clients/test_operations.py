@@ -43,6 +43,7 @@ from datasources.clock import local_date
 from resolvers import identity
 from schema.root import build_schema
 from tests.conftest import LiveServer
+from tests.e2e.test_second_factor import code_at
 from tests.factories import AT_CAMPUS, Hospital, complete_patient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -508,5 +509,38 @@ async def test_an_operator_signs_in_to_the_dashboard_and_sees_their_permissions(
             )
         )["loginWithPassword"]
         assert wrong["__typename"] == "LoginFailedError" and wrong["message"]
+    finally:
+        await dashboard.aclose()
+
+
+async def test_an_operator_adds_an_authenticator_app_and_changes_the_password_from_the_dashboard(
+    server: LiveServer,
+) -> None:
+    clock = server.deps.clock
+    await identity.create_staff(
+        server.deps.db, clock, role=identity.OPERATOR, username="ops.qin", password="Ops-Qin-2026", display_name="秦"
+    )
+    dashboard = server.client()
+    login = operation("ops_dashboard", "LoginWithPassword")
+    try:
+        first = (await dashboard.execute(login, {"username": "ops.qin", "password": "Ops-Qin-2026"}))
+        dashboard.token = first["loginWithPassword"]["token"]
+        enrollment = (await dashboard.execute(operation("ops_dashboard", "BeginSecondFactorEnrollment")))
+        secret = enrollment["beginSecondFactorEnrollment"]["secret"]
+        confirmed = await dashboard.execute(
+            operation("ops_dashboard", "ConfirmSecondFactor"), {"code": code_at(secret, clock.now())}
+        )
+        assert confirmed["confirmSecondFactor"]["__typename"] == "SecondFactorConfirmed"
+        changed = await dashboard.execute(
+            operation("ops_dashboard", "ChangePassword"), {"current": "Ops-Qin-2026", "new": "Ops-Qin-2027!"}
+        )
+        assert changed["changePassword"]["__typename"] == "PasswordChanged"
+
+        dashboard.token = None
+        asked = (await dashboard.execute(login, {"username": "ops.qin", "password": "Ops-Qin-2027!"}))
+        assert asked["loginWithPassword"]["code"] == "SECOND_FACTOR_REQUIRED"
+        clock.advance(seconds=30)  # type: ignore[attr-defined]
+        variables = {"username": "ops.qin", "password": "Ops-Qin-2027!", "totpCode": code_at(secret, clock.now())}
+        assert (await dashboard.execute(login, variables))["loginWithPassword"]["__typename"] == "LoginSuccess"
     finally:
         await dashboard.aclose()

@@ -69,7 +69,7 @@ mutation Call($scheduleId: ID!) {
   }
 }"""
 
-DOCTOR_PASSWORD = "correct-horse-battery"
+DOCTOR_PASSWORD = "Correct-Horse-Battery"
 WAIT_S = 10.0
 
 
