@@ -49,6 +49,7 @@ from bff.migrate import upgrade
 from bff.settings import Settings
 from datasources.clock import SHANGHAI, FixedClock, SystemClock, local_date, local_datetime
 from datasources.his.sandbox import SandboxHISAdmin
+from datasources.store.audit import AuditLog
 from datasources.store.db import Database
 from realtime import topics
 from realtime.broker import MemoryBroker
@@ -103,7 +104,7 @@ async def populate(api: Api, data_dir: Path, total: int, slot_id: str) -> list[t
     rules, policy = rules_of(settings)
     deps = Deps(
         db=db, cipher=cipher, sources=build_sources(settings, db, morning), broker=MemoryBroker(), clock=morning,
-        rules=rules, sessions=policy,
+        audit=AuditLog(cipher.keyring), rules=rules, sessions=policy,
     )
     slot = (await deps.sources.his.slots_by_ids([slot_id]))[0]
     campus = (await deps.sources.his.schedules_by_ids([slot.schedule_id]))[0].campus_id

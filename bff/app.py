@@ -37,6 +37,7 @@ from datasources.credit.sandbox import SandboxCreditPlatform
 from datasources.his.sandbox import SandboxHIS
 from datasources.his.served import his_sandbox_app
 from datasources.sources import Sources
+from datasources.store.audit import AuditChainBroken, AuditLog, retention_cutoff
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.keyring import Keyring
@@ -130,6 +131,25 @@ async def _sweep_holds(deps: Deps, every_s: float) -> None:
             log.exception("releasing expired holds failed; retrying next round")
 
 
+async def _purge_audit(deps: Deps, retention_days: int, every_s: float) -> None:
+    """Audit retention, in every process: a minute after start, then every ``every_s``. Concurrent
+    purges queue on the chain head; the later ones find nothing left to delete."""
+    await asyncio.sleep(min(every_s, 60.0))
+    while True:
+        now = deps.clock.now()
+        try:
+            purged = await deps.audit.purge(deps.db, before=retention_cutoff(now, retention_days), at=now)
+        except AuditChainBroken as exc:
+            log.error("audit retention purge refused: %s; run `python -m bff.audit verify`", exc)
+        except Exception:
+            log.exception("audit retention purge failed; retrying next round")
+        else:
+            if purged.records:
+                log.info("audit retention: %d records purged, the chain now starts after record %d",
+                         purged.records, purged.anchor_seq)
+        await asyncio.sleep(every_s)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -156,6 +176,7 @@ def create_app(
             sources=sources or build_sources(settings, db, clock),
             broker=the_broker,
             clock=clock,
+            audit=AuditLog(keyring),
             rules=rules,
             sessions=policy,
             front_ends=front_ends(),
@@ -169,6 +190,9 @@ def create_app(
         state["callback"] = queue_changed(deps, settings.callback_secret)
         sweeper = asyncio.create_task(_sweep_holds(deps, settings.hold_sweep_seconds), name="hold-sweeper")
         refresher = asyncio.create_task(_refresh_keys(keyring, settings.keyring_refresh_seconds), name="keyring")
+        purger = asyncio.create_task(
+            _purge_audit(deps, settings.audit_retention_days, settings.audit_purge_seconds), name="audit-retention"
+        )
         # Everything built so far lives as long as the process: keep the collector from walking it
         # on every full collection (those walks were the 100 ms spikes in the p99 latency).
         gc.collect()
@@ -184,7 +208,7 @@ def create_app(
             async with metrics.watching_the_process():
                 yield
         finally:
-            for task in (sweeper, refresher):
+            for task in (sweeper, refresher, purger):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

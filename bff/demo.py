@@ -18,6 +18,7 @@ from datasources.clock import Clock, local_date, local_datetime
 from datasources.credit.sandbox import SandboxCreditPlatform
 from datasources.his.sandbox import SandboxHIS, SandboxHISAdmin
 from datasources.sources import Sources
+from datasources.store.audit import AuditLog
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.models import Account
@@ -137,7 +138,9 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
     channels = SandboxChannelLogin(db, clock)
     credit = SandboxCreditPlatform(db)
     sources = Sources(his=SandboxHIS(db, clock), credit=credit, channels=channels)
-    deps = Deps(db=db, cipher=cipher, sources=sources, broker=MemoryBroker(), clock=clock)
+    deps = Deps(
+        db=db, cipher=cipher, sources=sources, broker=MemoryBroker(), clock=clock, audit=AuditLog(cipher.keyring)
+    )
     people = (
         (WECHAT, "wx-demo-patient", "张三", "19800101", True, 0, 0),
         (ALIPAY, "ali-demo-patient", "李四", "19750615", True, 0, 0),

@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from datasources.store.audit import MIN_RETENTION_DAYS
+
 SourceMode = Literal["sandbox", "http"]
 DEV_CALLBACK_SECRET = "dev-callback-secret"  # noqa: S105 - development only; production refuses it
 
@@ -102,6 +104,11 @@ class Settings(BaseSettings):
     field_encryption_algorithm: Literal["A256GCM", "SM4GCM"] = "A256GCM"
     # Algorithm sealing each audit record (the one log that names people).
     audit_encryption_algorithm: Literal["SM4GCM", "A256GCM"] = "SM4GCM"
+    # Audit records older than this are purged (daily, and by `python -m bff.audit purge`); at least
+    # 6 months (183 days) by rule, so a smaller value is refused.
+    audit_retention_days: int = 190
+    # How often each process runs the audit retention purge.
+    audit_purge_seconds: float = Field(default=86_400.0, gt=0)
     # How often each process reloads the managed keys (a rotation is also broadcast at once).
     keyring_refresh_seconds: float = 60.0
 
@@ -113,6 +120,15 @@ class Settings(BaseSettings):
             raise ValueError("CREDIT__MODE=http: there is no HTTP client for the credit platform yet; use sandbox.")
         if self.his.mode == "http" and not self.his.url:
             raise ValueError("HIS__MODE=http needs HIS__URL, the base URL of the HIS gateway.")
+        return self
+
+    @model_validator(mode="after")
+    def _audit_kept_six_months(self) -> Settings:
+        if self.audit_retention_days < MIN_RETENTION_DAYS:
+            raise ValueError(
+                f"AUDIT_RETENTION_DAYS={self.audit_retention_days} is too short: audit records are kept at "
+                f"least 6 months, so set {MIN_RETENTION_DAYS} days or more (the default is 190)."
+            )
         return self
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from datetime import timedelta
 from datasources.cache import Cache
 from datasources.clock import Clock
 from datasources.sources import Sources
+from datasources.store.audit import AuditLog
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from realtime.broker import Broker
@@ -33,6 +34,8 @@ class Deps:
     sources: Sources
     broker: Broker
     clock: Clock
+    # The sealed, hash-chained audit log (staff actions, reads of unmasked personal data).
+    audit: AuditLog
     rules: BookingRules = field(default_factory=BookingRules)
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     # The front ends that may open sessions, by session channel code (from clients/ profiles).

@@ -16,7 +16,7 @@ from sqlmodel import col
 from datasources.channels.contract import ChannelLogin
 from datasources.clock import Clock
 from datasources.errors import SourceRejected, SourceUnavailable
-from datasources.store import audit
+from datasources.store.audit import AuditLog
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.models import (
@@ -175,6 +175,7 @@ async def login_with_password(
     policy: SessionPolicy,
     *,
     cipher: FieldCipher,
+    audit: AuditLog,
     username: str,
     password: str,
     app: FrontEnd,
@@ -202,6 +203,7 @@ async def login_with_password(
     if not passwords.verify_password(credential.password_hash, password):
         await passwords.record_failure(
             db,
+            audit,
             credential,
             now,
             policy,
@@ -213,7 +215,7 @@ async def login_with_password(
         raise LoginFailed("This account is disabled; contact the hospital.")
     if account.role not in app.roles:
         raise LoginFailed(f"A {account.role.lower()} account cannot use this app; use your own role's app.")
-    step = await _second_factor(db, cipher, credential, account, totp_code, now, policy, request_id)
+    step = await _second_factor(db, cipher, audit, credential, account, totp_code, now, policy, request_id)
     try:
         async with db.writing() as s:
             reset = {"failed_attempts": 0, "locked_until": None}
@@ -227,7 +229,7 @@ async def login_with_password(
                 raise SecondFactorReused("This code was used already; wait for the next one.")
             token, opened = _open_session(s, account, app.code, now, policy)
             await s.flush()
-            audit.record(
+            await audit.record(
                 s,
                 at=now,
                 actor_account_id=account.id,
@@ -240,7 +242,7 @@ async def login_with_password(
             )
     except SecondFactorReused as reused:
         await passwords.record_failure(
-            db, credential, now, policy, request_id, refusal=reused, reason="totp-reused"
+            db, audit, credential, now, policy, request_id, refusal=reused, reason="totp-reused"
         )
     viewer = await _viewer(db, account, opened)
     return LoginResult(token=token, viewer=viewer, expires_at=opened.expires_at)
@@ -249,6 +251,7 @@ async def login_with_password(
 async def _second_factor(
     db: Database,
     cipher: FieldCipher,
+    audit: AuditLog,
     credential: StaffCredential,
     account: Account,
     code: str | None,
@@ -261,7 +264,7 @@ async def _second_factor(
         try:
             return second_factor.login_step(cipher, credential, code, now)
         except SecondFactorRejected as wrong:
-            await passwords.record_failure(db, credential, now, policy, request_id, refusal=wrong, reason="totp")
+            await passwords.record_failure(db, audit, credential, now, policy, request_id, refusal=wrong, reason="totp")
     if account.role == OPERATOR:
         if policy.operators_need_second_factor:
             raise SecondFactorNotEnrolled(

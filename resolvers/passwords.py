@@ -13,7 +13,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from datasources.clock import Clock
-from datasources.store import audit
+from datasources.store.audit import AuditLog
 from datasources.store.db import Database
 from datasources.store.models import AuthSession, StaffCredential
 from resolvers.errors import AccountLocked, DomainError, InvalidInput, NotAuthenticated, WeakPassword
@@ -85,6 +85,7 @@ def require_strong(password: str, *, username: str, current_hash: str | None = N
 
 async def record_failure(
     db: Database,
+    audit: AuditLog,
     credential: StaffCredential,
     now: datetime,
     policy: SessionPolicy,
@@ -103,7 +104,7 @@ async def record_failure(
             .where(col(StaffCredential.account_id) == credential.account_id)
             .values(failed_attempts=0 if locked_until else failures, locked_until=locked_until)
         )
-        audit.record(
+        await audit.record(
             s,
             at=now,
             actor_account_id=credential.account_id,
@@ -128,6 +129,7 @@ class PasswordChange:
 
 async def change_password(
     db: Database,
+    audit: AuditLog,
     clock: Clock,
     policy: SessionPolicy,
     *,
@@ -149,6 +151,7 @@ async def change_password(
     if not verify_password(credential.password_hash, current):
         await record_failure(
             db,
+            audit,
             credential,
             now,
             policy,
@@ -179,7 +182,7 @@ async def change_password(
             .scalars()
             .all()
         )
-        audit.record(
+        await audit.record(
             s,
             at=now,
             actor_account_id=account_id,

@@ -15,7 +15,6 @@ from datasources.clock import SHANGHAI, local_date
 from datasources.credit import contract as credit
 from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.his import contract as c
-from datasources.store import audit
 from realtime import topics
 from resolvers import cache_keys, notifications, patients, queue
 from resolvers import registration_rules as rules
@@ -387,7 +386,7 @@ async def call_next(
         raise ServiceUnavailable(HIS_DOWN) from exc
     await _queue_changed(deps, snapshot)
     async with deps.db.writing() as s:
-        audit.record(
+        await deps.audit.record(
             s,
             at=deps.clock.now(),
             actor_account_id=actor_account_id,

@@ -60,6 +60,7 @@ async def change_password(deps: Deps, who: Viewer, *, current: str, new: str, re
         raise NotAuthenticated("Log in first.")
     change = await passwords.change_password(
         deps.db,
+        deps.audit,
         deps.clock,
         deps.sessions,
         account_id=who.account_id,

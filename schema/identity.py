@@ -194,6 +194,7 @@ class IdentityMutation:
                 deps.clock,
                 deps.sessions,
                 cipher=deps.cipher,
+                audit=deps.audit,
                 username=input.username,
                 password=input.password,
                 app=app,

@@ -26,6 +26,7 @@ from datasources.store.db import Database
 from datasources.store.metadata import metadata
 from realtime.broker import Broker, MemoryBroker, RedisBroker
 from resolvers.deps import Deps
+from tests.log_hygiene import LogHygiene
 
 REQUIRE = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
 PG_URL = os.environ.get("DATABASE_URL", "")
@@ -39,6 +40,13 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL.startswith("postgresql") else 
 BROKERS = ["memory"] + (["redis"] if REDIS_URL else [])
 # Monday 23 November 2026, 09:10 in the hospital: the morning session is running.
 MONDAY_0910 = datetime(2026, 11, 23, 9, 10, tzinfo=SHANGHAI)
+TEST_MASTER_KEY = base64.b64encode(b"k" * 32).decode()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every log record of the run is scanned for secrets and personal data (tests/log_hygiene.py)."""
+    secrets = [(TEST_MASTER_KEY, "the tests' master key"), ("k" * 32, "the tests' master key (raw)")]
+    config.pluginmanager.register(LogHygiene(secrets), "log-hygiene")
 
 
 def _unavailable(what: str, exc: BaseException) -> None:
@@ -97,7 +105,7 @@ def make_settings(database: DatabaseTarget, tmp_path: Path, **overrides: Any) ->
         "database_url": database.url,
         "database_schema": database.schema,
         "redis_url": None,
-        "master_key": base64.b64encode(b"k" * 32).decode(),
+        "master_key": TEST_MASTER_KEY,
         "data_dir": tmp_path,
         "callback_secret": "test-callback-secret",
         "hold_sweep_seconds": 3600,
@@ -140,7 +148,11 @@ class LiveServer:
         options = server_options(settings or Settings())  # as main.py serves it (TLS when configured)
         self.scheme = "https" if options.get("ssl_certfile") else "http"
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options)
+            # log_config=None: uvicorn's loggers keep propagating to the root, where the log hygiene
+            # plugin (tests/log_hygiene.py) reads every record of the run.
+            uvicorn.Config(
+                app, host="127.0.0.1", port=0, log_level="warning", log_config=None, lifespan="on", **options
+            )
         )
         self.task: asyncio.Task[None] | None = None
         self.url = ""

@@ -7,6 +7,8 @@ hold a read lock and deadlock on the upgrade. PostgreSQL needs none of this.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,12 +34,45 @@ def create_engine(url: str, *, pool_size: int = 10, schema: str | None = None) -
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_size=pool_size, max_overflow=10
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+            pool_size=pool_size,
+            max_overflow=10,
+            hide_parameters=True,
         )
         _configure_sqlite(engine)
+        _keep_statements_out_of_driver_logs()
         return engine
     connect_args = {"server_settings": {"search_path": schema}} if schema else {}
-    return create_async_engine(url, pool_size=pool_size, max_overflow=20, connect_args=connect_args)
+    # hide_parameters: a database error's message (logged with its traceback when a request fails)
+    # would otherwise quote the statement's parameters, i.e. personal data and ciphertexts.
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=20, connect_args=connect_args, hide_parameters=True
+    )
+
+
+class _OperationNamesOnly(logging.Filter):
+    """aiosqlite logs each call it hands to its thread with the call's arguments: the SQL and its
+    parameters. Keep the operation's name."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                getattr(a.func, "__name__", "operation") if isinstance(a, functools.partial) else a
+                for a in record.args
+            )
+        return True
+
+
+def _keep_statements_out_of_driver_logs() -> None:
+    """aiosqlite's DEBUG lines (two per statement) carry every parameter, personal data included, and
+    tell an operator nothing: the logger stays at INFO unless configured otherwise, and whatever it
+    logs loses the arguments. Idempotent."""
+    logger = logging.getLogger("aiosqlite")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not any(isinstance(f, _OperationNamesOnly) for f in logger.filters):
+        logger.addFilter(_OperationNamesOnly())
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -149,7 +149,9 @@ class Notification(SQLModel, table=True):
 
 
 class AuditEntry(SQLModel, table=True):
-    """Every staff action and every read of unmasked personal data."""
+    """Legacy: the audit log as plain rows, from before records were sealed and chained
+    (``AuditRecord``). Nothing writes here any more; ``python -m bff.audit seal-legacy`` moves the
+    rows a database still has into the chain, sealed, and deletes them."""
 
     __tablename__ = "audit_log"
     id: int | None = Field(default=None, primary_key=True)

@@ -14,11 +14,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Table, and_, select, update
+from sqlalchemy import Column, Table, and_, func, select, update
+from sqlmodel import col as column
 
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import PREFIX, FieldCipher
-from datasources.store.models import MedicalCardBinding, Patient, StaffCredential
+from datasources.store.models import AuditRecord, MedicalCardBinding, Patient, StaffCredential
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +97,13 @@ async def reencrypt(
 
 
 async def values_by_key(db: Database, columns: tuple[EncryptedColumn, ...] = ENCRYPTED_COLUMNS) -> Counter[str]:
-    """How many stored values each key id seals: a key with none left can be retired."""
+    """How many stored values each key id seals: a key with none left can be retired. Audit records
+    count too: they are never re-encrypted (that would break their hash chain), so an old audit key
+    stays until the retention purge has removed the last record it sealed."""
     counts: Counter[str] = Counter()
     async with db.reading() as session:
+        key_id = column(AuditRecord.key_id)
+        counts.update({kid: n for kid, n in (await session.execute(select(key_id, func.count()).group_by(key_id)))})
         for col in columns:
             values = (await session.execute(select(col.column).where(col.column.is_not(None)))).scalars()
             for value in values:

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from datasources.channels.contract import ALIPAY, WECHAT
 from datasources.clock import FixedClock
-from datasources.store.models import AuditEntry, AuthSession
+from datasources.store.audit_chain import verify
+from datasources.store.models import AuthSession
 from resolvers.identity import DOCTOR, OPERATOR, create_staff
 from tests.conftest import LiveServer
 from tests.factories import LOGIN, Hospital
@@ -80,9 +81,11 @@ async def test_staff_are_locked_out_after_five_wrong_passwords_then_let_in_again
     ok = (await client.execute(PASSWORD_LOGIN, {"u": "dr.wang", "p": "correct horse 42"}))["loginWithPassword"]
     assert ok["__typename"] == "LoginSuccess"
     assert ok["account"]["role"] == "DOCTOR"
-    async with server.deps.db.reading() as s:
-        actions = (await s.execute(select(AuditEntry.action).order_by(AuditEntry.id))).scalars().all()
-    assert actions == ["login.failed"] * 5 + ["login"]
+    events = await server.deps.audit.read(server.deps.db)
+    assert [e.action for e in events] == ["login.failed"] * 5 + ["login"]
+    assert {e.target_id for e in events} == {str(events[-1].actor_account_id)}
+    assert events[-1].detail["channel"] == "DOCTOR_H5" and events[-2].detail["locked"] is True
+    assert (await verify(server.deps.db, server.deps.audit.keyring)).ok
 
 
 async def test_an_unknown_username_fails_like_a_wrong_password(server: LiveServer) -> None:

@@ -4,7 +4,6 @@ code good once, wrong codes counting toward the lockout, operators refused witho
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from sqlmodel import col
 
 from bff.app import create_app
 from datasources.clock import FixedClock
-from datasources.store.models import AuditEntry, StaffCredential
+from datasources.store.models import StaffCredential
 from resolvers.identity import DOCTOR, OPERATOR, create_staff
 from tests.conftest import DatabaseTarget, LiveServer, make_settings
 
@@ -149,9 +148,7 @@ async def test_wrong_and_reused_codes_count_toward_the_lockout_with_wrong_passwo
     assert still["__typename"] == "AccountLockedError"
     clock.advance(minutes=16)
     assert (await login(server, "ops.zhou", code_at(secret, clock.now())))["__typename"] == "LoginSuccess"
-    async with server.deps.db.reading() as s:
-        entries = (await s.execute(select(AuditEntry).order_by(col(AuditEntry.id)))).scalars().all()
-    failures = [json.loads(e.detail) for e in entries if e.action == "login.failed"]
+    failures = [e.detail for e in await server.deps.audit.read(server.deps.db, action="login.failed")]
     assert [d["reason"] for d in failures] == ["password", "totp", "totp", "totp", "totp-reused"]
     assert [d["locked"] for d in failures] == [False] * 4 + [True]
 
