@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -27,7 +27,11 @@ from bff.graphql_view import BFFGraphQL
 from bff.keys import KEYRING_INVALIDATION, open_keyring
 from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
+from bff.security.assembly import ExpiryCollector, certificate_policy, gateway, served_certificates
+from bff.security.envelope import EncryptedFields, Unwrapper, transport_key
+from bff.security.gateway import SignedRequests
 from bff.security.redaction import keep_frame_payloads_out_of_logs
+from bff.security.signatures import AppRegistry
 from bff.security.transport import TransportPolicy, TransportSecurity
 from bff.settings import Settings
 from clients.profiles import load_profiles
@@ -43,6 +47,7 @@ from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.keyring import Keyring
 from realtime.broker import Broker, broker_from_url
 from realtime.invalidations import Invalidatable, Invalidations
+from resolvers.apps import APPS_INVALIDATION
 from resolvers.deps import BookingRules, Deps
 from resolvers.identity import FrontEnd, SessionPolicy
 from resolvers.registration import release_expired_holds
@@ -96,20 +101,26 @@ def rules_of(settings: Settings) -> tuple[BookingRules, SessionPolicy]:
     return rules, policy
 
 
-class KeyringAware:
-    """Cache invalidations, plus a keyring reload when another process rotated a key."""
+class Reloads:
+    """Cache invalidations, plus reloads of the keyring and the app registry when another process
+    rotated a key or changed an app or certificate (a revocation takes effect everywhere at once)."""
 
-    def __init__(self, cache: Invalidatable, keyring: Keyring) -> None:
+    def __init__(self, cache: Invalidatable, keyring: Keyring, registry: AppRegistry) -> None:
         self.cache = cache
-        self.keyring = keyring
+        self.reloaders: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            KEYRING_INVALIDATION: keyring.refresh,
+            APPS_INVALIDATION: registry.refresh,
+        }
         self._reloads: set[asyncio.Task[None]] = set()
 
     def invalidate(self, keys: Iterable[str]) -> None:
         keys = list(keys)
-        if KEYRING_INVALIDATION in keys:
-            task = asyncio.get_running_loop().create_task(self.keyring.refresh())
-            self._reloads.add(task)
-            task.add_done_callback(self._reloads.discard)
+        for key in keys:
+            reload = self.reloaders.get(key)
+            if reload is not None:
+                task = asyncio.get_running_loop().create_task(reload())
+                self._reloads.add(task)
+                task.add_done_callback(self._reloads.discard)
         self.cache.invalidate(keys)
 
 
@@ -156,9 +167,13 @@ def create_app(
     sources: Sources | None = None,
     broker: Broker | None = None,
     clock: Clock | None = None,
+    security_clock: Clock | None = None,
 ) -> Starlette:
+    """``clock`` drives the hospital's rules (tests fix it); ``security_clock`` checks signature
+    timestamps and certificate validity, and is the real clock unless a test sets it."""
     clock = clock or SystemClock()
     keep_frame_payloads_out_of_logs()
+    security_clock = security_clock or SystemClock()
     metrics = Metrics()
     schema = build_schema([ErrorPolicy, FreshLoadersPerOperation])
     state: dict[str, Any] = {}
@@ -180,12 +195,21 @@ def create_app(
             rules=rules,
             sessions=policy,
             front_ends=front_ends(),
+            security_clock=security_clock,
+            certificates=certificate_policy(settings),
         )
-        deps.invalidations = Invalidations(KeyringAware(deps.cache, keyring), the_broker)
+        gateway_parts = gateway(settings, db, keyring, security_clock)
+        state["gateway"] = gw = await gateway_parts.__aenter__()
+        app.state.gateway_state = gw
+        metrics.watch(ExpiryCollector(gw.verifier.registry, keyring))
+        state["unwrapper"] = Unwrapper(keyring)
+        reloads = Reloads(deps.cache, keyring, gw.verifier.registry)
+        deps.reloaders = reloads.reloaders
+        deps.invalidations = Invalidations(reloads, the_broker)
         await deps.invalidations.start()
         state["deps"] = deps
         app.state.deps = deps
-        graphql = BFFGraphQL(schema, deps, graphiql=settings.environment == "development")
+        graphql = BFFGraphQL(schema, deps, graphiql=settings.environment == "development", gateway=gw)
         state["graphql"] = graphql
         state["callback"] = queue_changed(deps, settings.callback_secret)
         sweeper = asyncio.create_task(_sweep_holds(deps, settings.hold_sweep_seconds), name="hold-sweeper")
@@ -214,6 +238,7 @@ def create_app(
                     await task
             await deps.cache.close()
             await deps.invalidations.close()
+            await gateway_parts.__aexit__(None, None, None)
             if broker is None:
                 await the_broker.close()
             if sources is None and hasattr(deps.sources.his, "aclose"):
@@ -248,6 +273,14 @@ def create_app(
         response: JSONResponse = await state["callback"](request)
         return response
 
+    async def security_certificates(request: Request) -> JSONResponse:
+        """The app CA roots and the response-signing certificate: public, so apps can verify."""
+        return JSONResponse(served_certificates(state["deps"].cipher.keyring, state["gateway"]))
+
+    async def security_transport_key(request: Request) -> JSONResponse:
+        """The RSA-OAEP public key that wraps a request's data key (clients/envelope.py)."""
+        return JSONResponse(await transport_key(state["deps"].cipher.keyring, settings.transport_key_algorithm))
+
     async def root(request: Request) -> RedirectResponse:
         return RedirectResponse("/graphql")
 
@@ -256,6 +289,8 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
+        Route("/security/certificates", security_certificates),
+        Route("/security/transport-key", security_transport_key),
         Route("/callbacks/his/queue-changed", callback, methods=["POST"]),
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_app),
@@ -267,5 +302,14 @@ def create_app(
         # Outermost: a plain-HTTP request is redirected before anything else sees it.
         Middleware(TransportSecurity, policy=TransportPolicy.of(settings)),
         Middleware(MetricsMiddleware, metrics=metrics),
+        # Then the signature check: refusals are measured, and nothing below sees an unverified request.
+        Middleware(
+            SignedRequests,
+            state=lambda: state.get("gateway"),
+            on_unsigned=metrics.unsigned.inc,
+            on_refused=lambda code: metrics.signature_refusals.labels(code).inc(),
+        ),
+        # Inside it: sealed variables are opened after the signature over the sealed bytes checked.
+        Middleware(EncryptedFields, unwrapper=lambda: state.get("unwrapper")),
     ]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -209,5 +209,13 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
         username="operator",
         password="Night-Shift-2026",  # noqa: S106
         display_name="Demo operator",
-        operator_roles={"operations-lead": ["audit.read", "registrations.read", "patients.read"]},
+        operator_roles={
+            "operations-lead": [
+                "audit.read",
+                "registrations.read",
+                "patients.read",
+                "personal_data.unmask",
+                "security.manage",
+            ]
+        },
     )

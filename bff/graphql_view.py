@@ -14,13 +14,16 @@ from strawberry.exceptions import ConnectionRejectionError
 from bff.auth import bearer, request_id, resolve_viewer, token_from_connection_params
 from bff.context import Context
 from bff.loaders import Loaders
+from bff.security.gateway import SIGNATURE_PENDING, SIGNATURE_REFUSED, SIGNED_CALLER, GatewayState
+from bff.security.signatures import SignatureRefused, connection_init_headers
 from resolvers.deps import Deps
 
 
 class BFFGraphQL(GraphQL[Context, None]):
-    def __init__(self, schema: Any, deps: Deps, *, graphiql: bool) -> None:
+    def __init__(self, schema: Any, deps: Deps, *, graphiql: bool, gateway: GatewayState | None = None) -> None:
         super().__init__(schema, graphql_ide="graphiql" if graphiql else None, keep_alive=True, keep_alive_interval=15)
         self.deps = deps
+        self.gateway = gateway
 
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)
@@ -44,6 +47,7 @@ class BFFGraphQL(GraphQL[Context, None]):
         return context
 
     async def on_ws_connect(self, context: Context) -> Any:
+        await self._check_signed_connection(context)
         token = token_from_connection_params(context.connection_params)
         if token is not None:
             viewer, error = await resolve_viewer(self.deps, token)
@@ -51,3 +55,20 @@ class BFFGraphQL(GraphQL[Context, None]):
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": error})
             context.viewer, context.auth_error = viewer, None
         return {"role": context.viewer.role} if context.viewer.is_authenticated else None
+
+    async def _check_signed_connection(self, context: Context) -> None:
+        """A WebSocket whose upgrade was not signed signs its connection_init (``signature`` in the
+        payload, see clients/signing.py); required in production, checked whenever present."""
+        if self.gateway is None:
+            return
+        socket = context.request
+        pending = socket.scope.get("state", {}).get(SIGNATURE_PENDING, False)
+        headers = connection_init_headers(context.connection_params)
+        if not headers and not pending:
+            return
+        try:
+            caller = await self.gateway.verifier.verify(headers, method="WS", path=socket.url.path, query="", body=b"")
+        except SignatureRefused as refused:
+            socket.scope.setdefault("state", {})[SIGNATURE_REFUSED] = refused.code
+            raise ConnectionRejectionError({"code": refused.code, "message": refused.message}) from None
+        socket.scope.setdefault("state", {})[SIGNED_CALLER] = caller

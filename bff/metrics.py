@@ -30,6 +30,15 @@ class Metrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self.websockets = Gauge("bff_websocket_connections", "Open WebSocket connections", registry=self.registry)
+        self.unsigned = Counter(
+            "bff_unsigned_requests_total",
+            "Requests to signed routes let through without a signature (development mode only)",
+            registry=self.registry,
+        )
+        self.signature_refusals = Counter(
+            "bff_signature_refusals_total", "Requests refused by the signature check, by code", ["code"],
+            registry=self.registry,
+        )
         self.events = Counter(
             "bff_events_published", "Events published to the broker", ["kind"], registry=self.registry
         )
@@ -71,6 +80,10 @@ class Metrics:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             gc.callbacks.remove(self._on_gc)
+
+    def watch(self, collector: Any) -> None:
+        """Adds a collector read at each scrape (e.g. certificate and key expiry)."""
+        self.registry.register(collector)
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -112,6 +112,21 @@ class Settings(BaseSettings):
     # How often each process reloads the managed keys (a rotation is also broadcast at once).
     keyring_refresh_seconds: float = 60.0
 
+    # Signed requests (clients/signing.py) on /graphql and /callbacks/: "required" refuses unsigned
+    # ones; "optional" lets them through, counted and logged. Unset: required in production.
+    request_signatures: Literal["optional", "required"] | None = None
+    # How far a request's X-Timestamp may be from the gateway's clock; nonces are kept twice as long.
+    signature_max_skew_seconds: int = Field(default=300, ge=30, le=3600)
+    # App certificates: default validity, and how many days ahead operators are warned of expiry.
+    app_certificate_valid_days: int = Field(default=365, ge=1, le=825)
+    certificate_expiry_warning_days: int = Field(default=30, ge=1)
+    # The organisation named in the app CA's certificates (the hospital).
+    ca_organization: str = Field(default="Hospital BFF", min_length=1, max_length=64)
+    # Algorithm of the BFF's response signatures (for apps registered to receive them).
+    response_signature_algorithm: Literal["SM2-SM3", "RSA-SHA256"] = "SM2-SM3"
+    # The server's RSA-OAEP key that wraps each request's data key (fields that travel encrypted).
+    transport_key_algorithm: Literal["RSA-OAEP-2048", "RSA-OAEP-4096"] = "RSA-OAEP-2048"
+
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
         if self.environment == "production" and self.callback_secret == DEV_CALLBACK_SECRET:
@@ -156,6 +171,12 @@ class Settings(BaseSettings):
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @property
+    def signatures_required(self) -> bool:
+        if self.request_signatures is None:
+            return self.environment == "production"
+        return self.request_signatures == "required"
 
     @property
     def is_sqlite(self) -> bool:

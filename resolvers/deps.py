@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from datasources.cache import Cache
-from datasources.clock import Clock
+from datasources.clock import Clock, SystemClock
 from datasources.sources import Sources
 from datasources.store.audit import AuditLog
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
 from realtime.broker import Broker
 from realtime.invalidations import Invalidations
+from resolvers.apps import CertificatePolicy
 from resolvers.identity import FrontEnd, SessionPolicy
 
 
@@ -43,9 +45,18 @@ class Deps:
     cache: Cache = field(default_factory=Cache)
     # Set by the app: invalidations reach every BFF process through the broker.
     invalidations: Invalidations | None = None
+    # Real time for security (certificate validity, signature timestamps), whatever ``clock`` says.
+    security_clock: Clock = field(default_factory=SystemClock)
+    certificates: CertificatePolicy = field(default_factory=CertificatePolicy)
+    reloaders: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
 
     async def invalidate(self, *keys: str) -> None:
-        """Call after the write that changed the data has committed."""
+        """Call after the write that changed the data has committed. Keys with a reloader (the app
+        registry, the keyring) are reloaded here before returning: this process is current at once."""
+        for key in keys:
+            reload = self.reloaders.get(key)
+            if reload is not None:
+                await reload()
         if self.invalidations is not None:
             await self.invalidations.invalidate(*keys)
         else:

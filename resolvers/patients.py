@@ -102,7 +102,7 @@ def missing_fields(p: PatientView) -> tuple[str, ...]:
     return tuple(missing)
 
 
-def _view(row: Patient, cipher: FieldCipher) -> PatientView:
+def view_of(row: Patient, cipher: FieldCipher) -> PatientView:
     view = PatientView(
         id=row.id or 0,
         account_id=row.account_id,
@@ -227,7 +227,7 @@ async def add_patient(deps: Deps, *, account_id: int, data: PatientInput) -> Pat
         _apply(row, data, cipher)
         s.add(row)
         await s.flush()
-        view = _view(row, cipher)
+        view = view_of(row, cipher)
     await deps.invalidate(cache_keys.patients(account_id))
     return view
 
@@ -243,7 +243,7 @@ async def update_patient(deps: Deps, *, account_id: int, patient_id: int, change
     db, cipher, now = deps.db, deps.cipher, deps.clock.now()
     async with db.writing() as s:
         row = await _owned_row(s, account_id, patient_id)
-        current = _view(row, cipher)
+        current = view_of(row, cipher)
         merged = replace(
             PatientInput(**{name: getattr(current, name) for name in PatientInput.__dataclass_fields__}), **changes
         )
@@ -268,7 +268,7 @@ async def update_patient(deps: Deps, *, account_id: int, patient_id: int, change
                 raise NotAllowed("Your account already has a patient marked as yourself.", "SELF_EXISTS")
         _apply(row, data, cipher)
         row.updated_at = now
-        view = _view(row, cipher)
+        view = view_of(row, cipher)
     await deps.invalidate(cache_keys.patients(account_id))
     return view
 
@@ -348,7 +348,7 @@ async def patients_of_accounts(
         )
     grouped: dict[int, list[PatientView]] = {a: [] for a in account_ids}
     for row in rows:
-        grouped[row.account_id].append(_view(row, cipher))
+        grouped[row.account_id].append(view_of(row, cipher))
     return [grouped[a] for a in account_ids]
 
 
@@ -378,9 +378,16 @@ async def owned(deps: Deps, *, account_id: int, patient_id: int) -> PatientView:
     return found
 
 
+async def any_patient(db: Database, cipher: FieldCipher, *, patient_id: int) -> PatientView | None:
+    """For staff whose permissions reach every patient (the console checks them)."""
+    async with db.reading() as s:
+        row = await s.get(Patient, patient_id)
+    return view_of(row, cipher) if row is not None and row.removed_at is None else None
+
+
 async def owned_patient(db: Database, cipher: FieldCipher, *, account_id: int, patient_id: int) -> PatientView:
     async with db.reading() as s:
-        return _view(await _owned_row(s, account_id, patient_id), cipher)
+        return view_of(await _owned_row(s, account_id, patient_id), cipher)
 
 
 def card_view(row: MedicalCardBinding, cipher: FieldCipher) -> CardView:

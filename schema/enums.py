@@ -110,3 +110,11 @@ class PasswordProblem(Enum):
     TOO_FEW_CHARACTER_CLASSES = "TOO_FEW_CHARACTER_CLASSES"
     CONTAINS_USERNAME = "CONTAINS_USERNAME"
     SAME_AS_CURRENT = "SAME_AS_CURRENT"
+
+
+@strawberry.enum(description="Why personal data is seen unmasked; recorded with each read in the audit log.")
+class RevealPurpose(Enum):
+    SELF_SERVICE = "SELF_SERVICE"
+    CUSTOMER_SERVICE = "CUSTOMER_SERVICE"
+    BILLING_DISPUTE = "BILLING_DISPUTE"
+    LEGAL_REQUEST = "LEGAL_REQUEST"

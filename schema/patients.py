@@ -10,9 +10,16 @@ import strawberry
 
 from datasources.his import contract as his_contract
 from datasources.store.fieldcrypt import FieldCipher
-from resolvers import medical_cards, patients
+from resolvers import medical_cards, patients, reveal
 from resolvers.errors import DomainError, NotFound
-from resolvers.privacy import mask_card_number, mask_document_number, mask_name, mask_phone
+from resolvers.privacy import (
+    mask_address,
+    mask_address_detail,
+    mask_card_number,
+    mask_document_number,
+    mask_name,
+    mask_phone,
+)
 from schema.common import (
     Ctx,
     InvalidInputError,
@@ -21,9 +28,9 @@ from schema.common import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from schema.enums import DocumentType, Gender, Relationship, plain
+from schema.enums import DocumentType, Gender, Relationship, RevealPurpose, plain
 from schema.errors import user_error
-from schema.permissions import IsPatient
+from schema.permissions import CanReadPatients, IsPatient
 
 
 def parse_id(value: str) -> int:
@@ -68,8 +75,8 @@ class Patient:
     nationality: str | None
     ethnicity: str | None
     occupation: str | None
-    address: str | None
-    address_detail: str | None
+    address: str | None = strawberry.field(description="Masked below the district, e.g. 广州市越秀区****.")
+    address_detail: str | None = strawberry.field(description="Masked: ****.")
     missing_fields: list[str] = strawberry.field(
         description="Fields to complete before binding a card or booking; empty when the record is complete."
     )
@@ -90,8 +97,8 @@ class Patient:
             nationality=x.nationality,
             ethnicity=x.ethnicity,
             occupation=x.occupation,
-            address=x.address,
-            address_detail=x.address_detail,
+            address=mask_address(x.address) if x.address else None,
+            address_detail=mask_address_detail(x.address_detail) if x.address_detail else None,
             missing_fields=list(x.missing_fields),
             has_hospital_record=x.his_patient_id is not None,
             cards=[MedicalCard.of(k) for k in cards],
@@ -100,6 +107,36 @@ class Patient:
     @strawberry.field
     def is_complete(self) -> bool:
         return not self.missing_fields
+
+    @strawberry.field(
+        description="The values unmasked, for a purpose your role is allowed; each call is recorded in the audit log."
+    )
+    async def unmasked(self, info: Ctx, purpose: RevealPurpose) -> UnmaskedPatient:
+        view, cards = await reveal.reveal_patient(
+            info.context.deps,
+            info.context.viewer,
+            patient_id=int(self.id),
+            purpose=purpose.value,
+            request_id=info.context.request_id,
+        )
+        return UnmaskedPatient(
+            name=view.name,
+            document_number=view.document_number,
+            phone=view.phone,
+            address=view.address,
+            address_detail=view.address_detail,
+            card_numbers=[c.card_no for c in cards],
+        )
+
+
+@strawberry.type(description="Personal data in full. Keep it on screen only as long as needed.")
+class UnmaskedPatient:
+    name: str
+    document_number: str
+    phone: str | None
+    address: str | None
+    address_detail: str | None
+    card_numbers: list[str]
 
 
 async def patients_of(info: Ctx, views: Sequence[patients.PatientView]) -> list[Patient]:
@@ -271,3 +308,18 @@ def hospital_card(cipher: FieldCipher, card: his_contract.MedicalCard) -> Hospit
         card_type=card.card_type,
         created_at=card.created_at,
     )
+
+
+@strawberry.type
+class PatientsQuery:
+    @strawberry.field(
+        permission_classes=[CanReadPatients],
+        description="A patient's record for the operations console (patients.read), masked like every output.",
+    )
+    async def patient_record(self, info: Ctx, id: strawberry.ID) -> Patient | None:
+        deps = info.context.deps
+        try:
+            view = await patients.any_patient(deps.db, deps.cipher, patient_id=parse_id(id))
+        except NotFound:
+            return None
+        return (await patients_of(info, [view]))[0] if view else None

@@ -41,3 +41,31 @@ class IsDoctor(IsAuthenticated):
 
 class IsStaff(IsAuthenticated):
     roles = (DOCTOR, PHARMACIST, OPERATOR)
+
+
+class OperatorPermission(IsAuthenticated):
+    """Operators whose roles grant ``permission`` (tables now, the console later); nobody else."""
+
+    roles = (OPERATOR,)
+    permission = ""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        if not super().has_permission(source, info, **kwargs):
+            return False
+        if self.permission not in info.context.viewer.permissions:
+            self.message = f"Your roles do not grant {self.permission}."
+            self.error_extensions = {"code": "FORBIDDEN"}
+            return False
+        return True
+
+
+class CanManageSecurity(OperatorPermission):
+    """Apps, certificates and keys."""
+
+    permission = "security.manage"
+
+
+class CanReadPatients(OperatorPermission):
+    """Patients' records, masked (unmasking needs ``personal_data.unmask`` and a purpose)."""
+
+    permission = "patients.read"

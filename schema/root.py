@@ -17,25 +17,26 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from datasources.clock import SHANGHAI
+from schema.apps import AppsMutation, AppsQuery
 from schema.catalog import CatalogQuery
 from schema.common import Ctx
 from schema.documents import ValidationByQueryText, ValidationResults
 from schema.execution import LeanExecutionContext
 from schema.identity import IdentityMutation
-from schema.patients import PatientsMutation
+from schema.patients import PatientsMutation, PatientsQuery
 from schema.registration import RegistrationMutation, RegistrationSubscription
 from schema.viewer import Me
 
 
 @strawberry.type
-class Query(CatalogQuery):
+class Query(CatalogQuery, AppsQuery, PatientsQuery):
     @strawberry.field(description="The caller: patients, registrations, sessions, by role.")
     def me(self, info: Ctx) -> Me:
         return Me()
 
 
 @strawberry.type
-class Mutation(IdentityMutation, PatientsMutation, RegistrationMutation):
+class Mutation(IdentityMutation, PatientsMutation, RegistrationMutation, AppsMutation):
     pass
 
 

@@ -38,9 +38,11 @@ FIELD = "FIELD"
 BLIND_INDEX = "BLIND_INDEX"
 AUDIT = "AUDIT"
 TRANSPORT = "TRANSPORT"
-CA = "CA"
+# The app CA: one root per signature algorithm (an SM2 root certifies SM2 keys, an RSA root RSA keys).
+CA_SM2 = "CA_SM2"
+CA_RSA = "CA_RSA"
 RESPONSE_SIGNING = "RESPONSE_SIGNING"
-PURPOSES = (FIELD, BLIND_INDEX, AUDIT, TRANSPORT, CA, RESPONSE_SIGNING)
+PURPOSES = (FIELD, BLIND_INDEX, AUDIT, TRANSPORT, CA_SM2, CA_RSA, RESPONSE_SIGNING)
 
 # What each purpose may use; the first is the default.
 ALGORITHMS: dict[str, tuple[str, ...]] = {
@@ -48,7 +50,8 @@ ALGORITHMS: dict[str, tuple[str, ...]] = {
     BLIND_INDEX: ("HMAC-SHA256",),
     AUDIT: ("SM4GCM", "A256GCM"),
     TRANSPORT: ("RSA-OAEP-2048", "RSA-OAEP-4096"),
-    CA: ("SM2-SM3", "RSA-SHA256"),
+    CA_SM2: ("SM2-SM3",),
+    CA_RSA: ("RSA-SHA256",),
     RESPONSE_SIGNING: ("SM2-SM3", "RSA-SHA256"),
 }
 # Rotating these changes what existing data is found by or verified with: only on purpose.

@@ -208,7 +208,7 @@ class ManagedKey(SQLModel, table=True):
     __tablename__ = "managed_key"
     __table_args__ = (UniqueConstraint("purpose", "version", name="uq_managed_key_version"),)
     kid: str = Field(primary_key=True, max_length=40)
-    purpose: str = Field(max_length=24, index=True)  # FIELD, BLIND_INDEX, AUDIT, TRANSPORT, CA, RESPONSE_SIGNING
+    purpose: str = Field(max_length=24, index=True)  # FIELD, BLIND_INDEX, AUDIT, TRANSPORT, CA_SM2, CA_RSA, ...
     algorithm: str = Field(max_length=24)  # A256GCM, SM4GCM, HMAC-SHA256, RSA-OAEP-2048, SM2-SM3, RSA-SHA256
     version: int
     state: str = Field(max_length=16)
