@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     # Signed requests (clients/signing.py) on /graphql and /callbacks/: "required" refuses unsigned
     # ones; "optional" lets them through, counted and logged. Unset: required in production.
     request_signatures: Literal["optional", "required"] | None = None
+    # Path prefixes the signature check guards (exact paths, or prefixes ending in "/").
+    signed_routes: list[str] = Field(default_factory=lambda: ["/graphql", "/callbacks/"])
     # How far a request's X-Timestamp may be from the gateway's clock; nonces are kept twice as long.
     signature_max_skew_seconds: int = Field(default=300, ge=30, le=3600)
     # App certificates: default validity, and how many days ahead operators are warned of expiry.

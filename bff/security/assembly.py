@@ -66,7 +66,7 @@ async def gateway(
     await registry.refresh()
     nonces = nonces_from_url(settings.redis_url, namespace=settings.broker_namespace)
     policy = SignaturePolicy(max_skew_s=settings.signature_max_skew_seconds, required=settings.signatures_required)
-    state = GatewayState(verifier=Verifier(registry, nonces, clock, policy))
+    state = GatewayState(verifier=Verifier(registry, nonces, clock, policy), routes=tuple(settings.signed_routes))
     state.response_signer = await response_signer(settings, keyring, clock)
     task = asyncio.create_task(_upkeep(state, db, keyring, clock, settings, on_change_every_s), name="gateway")
     try:

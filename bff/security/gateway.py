@@ -1,11 +1,12 @@
 """The gateway's ASGI middleware: verifies signed requests on the protected routes and signs the
 responses of apps registered for it.
 
-Protected: ``/graphql`` (HTTP and the WebSocket upgrade) and ``/callbacks/``. In production every
-request there must be signed; in development unsigned ones pass (GraphiQL, curl), counted on
-``bff_unsigned_requests_total`` and logged once a minute, while a signed request that fails is
-refused in both modes. A WebSocket that cannot sign its upgrade request (browsers cannot set
-headers) signs its ``connection_init`` payload instead; the GraphQL view checks it.
+Guarded (SIGNED_ROUTES): ``/graphql`` (HTTP and the WebSocket upgrade) and ``/callbacks/`` by
+default. In production every request there must be signed; in development unsigned ones pass
+(GraphiQL, curl), counted on ``bff_unsigned_requests_total`` and logged once a minute, while a
+signed request that fails is refused in both modes. A WebSocket that cannot sign its upgrade
+request (browsers cannot set headers) signs its ``connection_init`` payload instead; the GraphQL
+view checks it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from datasources.crypto import primitives
 from datasources.crypto.primitives import PrivateKey
 
 log = logging.getLogger(__name__)
-PROTECTED = ("/graphql", "/callbacks/")
 MAX_SIGNED_BODY = 2 * 1024 * 1024
 SIGNATURE_PENDING = "signature_pending"
 SIGNED_CALLER = "signed_caller"
@@ -69,6 +69,11 @@ class ResponseSigner:
 class GatewayState:
     verifier: Verifier
     response_signer: ResponseSigner | None = None
+    # SIGNED_ROUTES: exact paths, or prefixes ending in "/".
+    routes: tuple[str, ...] = ("/graphql", "/callbacks/")
+
+    def guards(self, path: str) -> bool:
+        return any(path == route or (route.endswith("/") and path.startswith(route)) for route in self.routes)
 
 
 class SignedRequests:
@@ -88,7 +93,7 @@ class SignedRequests:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         gateway = self.state() if scope["type"] in ("http", "websocket") else None
-        if gateway is None or not scope["path"].startswith(PROTECTED):
+        if gateway is None or not gateway.guards(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = header_map(scope["headers"])

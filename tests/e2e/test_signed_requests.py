@@ -238,3 +238,15 @@ async def test_replicas_share_nonces_and_revocations_through_redis(two_instances
             break
         await asyncio.sleep(0.02)
     assert response.json()["errors"][0]["extensions"]["code"] == "CERT_REVOKED"
+
+
+async def test_which_routes_need_a_signature_is_configuration(database: DatabaseTarget, tmp_path: Path) -> None:
+    settings = make_settings(database, tmp_path, request_signatures="required", signed_routes=["/callbacks/"])
+    live = await LiveServer(create_app(settings)).start()
+    try:
+        assert (await live.client().post(CAMPUSES)).status_code == 200  # /graphql is not guarded here
+        async with httpx.AsyncClient() as http:
+            callback = await http.post(live.url + "/callbacks/his/queue-changed", content=b"{}")
+        assert callback.status_code == 401 and callback.json()["errors"][0]["extensions"]["code"] == "SIGNATURE_MISSING"
+    finally:
+        await live.stop()
