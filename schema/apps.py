@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any
 
 import strawberry
 
@@ -200,6 +201,18 @@ def _audited(info: Ctx) -> apps.Audited:
     return apps.Audited(info.context.deps.audit, viewer.account_id, viewer.role or "", info.context.request_id)
 
 
+async def _issuing(info: Ctx, issuing: Coroutine[Any, Any, apps.IssuedCredentials]) -> IssueAppCertificatePayload:
+    try:
+        issued = await issuing
+    except DomainError as exc:
+        return user_error(exc)  # type: ignore[no-any-return]
+    await _changed(info)
+    now = info.context.deps.security_clock.now()
+    return AppCertificateIssued(
+        certificate=AppCertificate.of(issued.certificate, now), private_key_pem=issued.private_key_pem
+    )
+
+
 async def _changed(info: Ctx) -> None:
     """Every process reloads its registry: a revocation is refused everywhere at once."""
     await info.context.deps.invalidate(apps.APPS_INVALIDATION)
@@ -239,8 +252,9 @@ class AppsMutation:
     @strawberry.mutation(permission_classes=[CanManageSecurity])
     async def issue_app_certificate(self, info: Ctx, input: IssueAppCertificateInput) -> IssueAppCertificatePayload:
         deps = info.context.deps
-        try:
-            issued = await apps.issue_certificate(
+        return await _issuing(
+            info,
+            apps.issue_certificate(
                 deps.db,
                 deps.cipher.keyring,
                 deps.security_clock,
@@ -251,13 +265,7 @@ class AppsMutation:
                 valid_days=input.valid_days,
                 actor_account_id=info.context.viewer.account_id,
                 audited=_audited(info),
-            )
-        except DomainError as exc:
-            return user_error(exc)
-        await _changed(info)
-        now = deps.security_clock.now()
-        return AppCertificateIssued(
-            certificate=AppCertificate.of(issued.certificate, now), private_key_pem=issued.private_key_pem
+            ),
         )
 
     @strawberry.mutation(
@@ -266,8 +274,9 @@ class AppsMutation:
     )
     async def renew_app_certificate(self, info: Ctx, input: RenewAppCertificateInput) -> IssueAppCertificatePayload:
         deps = info.context.deps
-        try:
-            issued = await apps.renew_certificate(
+        return await _issuing(
+            info,
+            apps.renew_certificate(
                 deps.db,
                 deps.cipher.keyring,
                 deps.security_clock,
@@ -277,13 +286,7 @@ class AppsMutation:
                 valid_days=input.valid_days,
                 actor_account_id=info.context.viewer.account_id,
                 audited=_audited(info),
-            )
-        except DomainError as exc:
-            return user_error(exc)
-        await _changed(info)
-        now = deps.security_clock.now()
-        return AppCertificateIssued(
-            certificate=AppCertificate.of(issued.certificate, now), private_key_pem=issued.private_key_pem
+            ),
         )
 
     @strawberry.mutation(permission_classes=[CanManageSecurity], description="Refused by every BFF process at once.")

@@ -15,6 +15,7 @@ from datasources.credit.sandbox import SandboxCreditPlatform
 from datasources.his.sandbox import SandboxHISAdmin
 from datasources.store.db import Database
 from resolvers.documents import check_digit
+from resolvers.identity import OPERATOR, create_staff
 
 # 桃源院区 in GCJ-02, as a mini-program reports it.
 CAMPUS_LAT, CAMPUS_LNG = 23.12911, 113.26436
@@ -87,6 +88,15 @@ class PatientHandle:
     subject: str
 
 
+OPERATOR_PASSWORD = "Console-Pass-2026!"
+OPERATOR_LOGIN = """
+mutation ($u: String!, $p: String!) {
+  loginWithPassword(input: {username: $u, password: $p, channel: "OPS_DASHBOARD"}) {
+    __typename ... on LoginSuccess { token } ... on UserError { code message }
+  }
+}"""
+
+
 class Hospital:
     """A campus, a department, a doctor; sessions on demand; patients through the real API."""
 
@@ -117,8 +127,11 @@ class Hospital:
     ) -> tuple[str, list[str]]:
         """A session on ``day`` (default today) with slots starting at the given (hour, minute)."""
         day = day or local_date(self.clock.now())
-        starts = starts or ([(8, 0), (8, 30), (9, 0), (9, 30), (10, 0), (10, 30), (11, 0), (11, 30)]
-                            if period == "AM" else [(14, 0), (14, 30), (15, 0), (15, 30)])
+        starts = starts or (
+            [(8, 0), (8, 30), (9, 0), (9, 30), (10, 0), (10, 30), (11, 0), (11, 30)]
+            if period == "AM"
+            else [(14, 0), (14, 30), (15, 0), (15, 30)]
+        )
         slots: list[tuple[datetime, datetime, int]] = []
         for hour, minute in starts:
             start = local_datetime(day, hour, minute)
@@ -133,6 +146,24 @@ class Hospital:
         result = data["loginWithWechat"]
         assert result["__typename"] == "LoginSuccess", result
         return GraphQLClient(client_url, result["token"]), result["token"], result["account"]["id"]
+
+    async def operator(self, client_url: str, username: str, permissions: list[str]) -> GraphQLClient:
+        """An operator whose one role grants ``permissions``, logged in to the ops dashboard."""
+        await create_staff(
+            self.db,
+            self.clock,
+            role=OPERATOR,
+            username=username,
+            password=OPERATOR_PASSWORD,
+            display_name="运营",
+            operator_roles={f"role-{username}": permissions},
+        )
+        anonymous = GraphQLClient(client_url)
+        data = await anonymous.execute(OPERATOR_LOGIN, {"u": username, "p": OPERATOR_PASSWORD})
+        await anonymous.aclose()
+        result = data["loginWithPassword"]
+        assert result["__typename"] == "LoginSuccess", result
+        return GraphQLClient(client_url, result["token"])
 
     async def patient(
         self,

@@ -17,17 +17,9 @@ from clients.signing import RequestSigner
 from datasources.crypto import certificates
 from datasources.store.models import Notification
 from resolvers import apps
-from resolvers.identity import OPERATOR, create_staff
 from tests.conftest import LiveServer
 from tests.factories import Hospital
 
-PASSWORD = "Console-Pass-2026!"
-LOGIN = """
-mutation ($u: String!, $p: String!) {
-  loginWithPassword(input: {username: $u, password: $p, channel: "OPS_DASHBOARD"}) {
-    __typename ... on LoginSuccess { token } ... on UserError { code message }
-  }
-}"""
 REGISTER = """
 mutation ($input: RegisterAppInput!) {
   registerApp(input: $input) {
@@ -65,24 +57,8 @@ query ($days: Int) {
 }"""
 
 
-async def _operator(server: LiveServer, permissions: list[str]) -> GraphQLClient:
-    username = f"ops-{len(permissions)}"
-    await create_staff(
-        server.deps.db,
-        server.deps.clock,
-        role=OPERATOR,
-        username=username,
-        password=PASSWORD,
-        display_name="运维",
-        operator_roles={f"role-{username}": permissions},
-    )
-    login = (await server.client().execute(LOGIN, {"u": username, "p": PASSWORD}))["loginWithPassword"]
-    assert login["__typename"] == "LoginSuccess", login
-    return server.client(login["token"])
-
-
 async def test_an_operator_registers_issues_renews_and_revokes(server: LiveServer) -> None:
-    ops = await _operator(server, ["security.manage"])
+    ops = await Hospital(server.deps.db, server.deps.clock).operator(server.url, "security-ops", ["security.manage"])
     app = {"appId": "kiosk-east", "name": "东院自助机", "kind": "DEVICE", "signatureAlgorithm": "SM2-SM3"}
     registered = (await ops.execute(REGISTER, {"input": app}))["registerApp"]
     assert registered == {
@@ -168,7 +144,7 @@ async def test_an_administrator_sets_up_the_first_app_from_the_command_line(
 async def test_only_operators_granted_security_manage_reach_the_console(server: LiveServer) -> None:
     hospital = Hospital(server.deps.db, server.deps.clock)
     patient, _token, _ = await hospital.login(server.url)
-    for client in (patient, await _operator(server, ["patients.read"])):
+    for client in (patient, await hospital.operator(server.url, "patients-ops", ["patients.read"])):
         with pytest.raises(GraphQLError) as refused:
             await client.execute(CONSOLE)
         assert refused.value.codes == ["FORBIDDEN"]
@@ -182,7 +158,7 @@ async def test_only_operators_granted_security_manage_reach_the_console(server: 
 async def test_operators_are_warned_once_of_certificates_close_to_expiry_and_metrics_show_them(
     server: LiveServer,
 ) -> None:
-    ops = await _operator(server, ["security.manage"])
+    ops = await Hospital(server.deps.db, server.deps.clock).operator(server.url, "security-ops", ["security.manage"])
     deps = server.deps
     await apps.register_app(
         deps.db, deps.security_clock, app_id="his-east", name="HIS", kind="IN_HOUSE", algorithm="RSA-SHA256"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from clients.reference import GraphQLClient, GraphQLError
-from resolvers.identity import OPERATOR, create_staff
 from tests.conftest import LiveServer
 from tests.factories import ADD_PATIENT, Hospital, complete_patient, resident_id
 
@@ -17,25 +16,6 @@ query ($id: ID!, $purpose: RevealPurpose!) {
   patientRecord(id: $id) { name documentNumber unmasked(purpose: $purpose) { documentNumber phone } }
 }"""
 RECORD_MASKED = "query ($id: ID!) { patientRecord(id: $id) { name documentNumber phone address } }"
-PASSWORD = "Unmask-Pass-2026!"
-LOGIN = """
-mutation ($u: String!, $p: String!) {
-  loginWithPassword(input: {username: $u, password: $p, channel: "OPS_DASHBOARD"}) { ... on LoginSuccess { token } }
-}"""
-
-
-async def _operator(server: LiveServer, username: str, permissions: list[str]) -> GraphQLClient:
-    await create_staff(
-        server.deps.db,
-        server.deps.clock,
-        role=OPERATOR,
-        username=username,
-        password=PASSWORD,
-        display_name="客服",
-        operator_roles={f"role-{username}": permissions},
-    )
-    login = (await server.client().execute(LOGIN, {"u": username, "p": PASSWORD}))["loginWithPassword"]
-    return server.client(login["token"])
 
 
 async def _unmasked_reads(server: LiveServer) -> list[tuple[str, str, str]]:
@@ -78,7 +58,7 @@ async def test_a_patient_sees_their_own_record_in_full_only_to_correct_it_and_it
 
 async def test_operators_need_the_unmask_permission_and_a_purpose_of_theirs(server: LiveServer) -> None:
     _client, patient_id, number = await _patient(server)
-    reader = await _operator(server, "reader", ["patients.read"])
+    reader = await Hospital(server.deps.db, server.deps.clock).operator(server.url, "reader", ["patients.read"])
     masked = (await reader.execute(RECORD_MASKED, {"id": patient_id}))["patientRecord"]
     assert masked == {
         "name": "王*",
@@ -93,7 +73,9 @@ async def test_operators_need_the_unmask_permission_and_a_purpose_of_theirs(serv
         except GraphQLError as refused:
             assert refused.codes == ["FORBIDDEN"] and "personal_data.unmask" in str(refused)
 
-    service = await _operator(server, "service", ["patients.read", "personal_data.unmask"])
+    service = await Hospital(server.deps.db, server.deps.clock).operator(
+        server.url, "service", ["patients.read", "personal_data.unmask"]
+    )
     try:
         await service.execute(RECORD, {"id": patient_id, "purpose": "SELF_SERVICE"})
         raise AssertionError("an operator cannot claim the patient's purpose")
