@@ -4,9 +4,12 @@
     python -m bff.keys rotate FIELD --algorithm SM4GCM
     python -m bff.keys reencrypt [--batch 500]   # move stored values to the active field key
     python -m bff.keys retire field-1            # erase a key nothing refers to any more
+    python -m bff.keys hsm-init                  # create the master key in the PKCS#11 token if missing
+    python -m bff.keys rewrap                    # move managed keys from the file master key to the HSM
+    python -m bff.keys rewrap --to-file          # ... and back
 
-Settings (DATABASE_URL, MASTER_KEY or data_dir/master.key) are read as the server reads them.
-No command prints key material.
+Settings (DATABASE_URL, MASTER_KEY or data_dir/master.key, MASTER_KEY_PKCS11_*) are read as the
+server reads them. No command prints key material.
 """
 
 from __future__ import annotations
@@ -22,17 +25,19 @@ from bff.settings import Settings
 from datasources.clock import Clock, SystemClock
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
-from datasources.store.keyring import ALGORITHMS, Keyring, MasterKey, set_up
+from datasources.store.keyring import ALGORITHMS, KeyEncryptionKey, Keyring, MasterKey, set_up
 from datasources.store.reencrypt import reencrypt, values_by_key
 
 KEYRING_INVALIDATION = "keyring"
 
 
-def master_key(settings: Settings) -> bytes:
+def master_key(settings: Settings, *, create: bool = True) -> bytes:
     """From MASTER_KEY (base64), else from data_dir/master.key, created once with mode 0600."""
     if settings.master_key:
         return base64.b64decode(settings.master_key)
     path = Path(settings.data_dir) / "master.key"
+    if not path.exists() and not create:
+        raise SystemExit(f"no file master key: MASTER_KEY is unset and {path} does not exist")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -41,13 +46,37 @@ def master_key(settings: Settings) -> bytes:
     return base64.b64decode(path.read_bytes())
 
 
+def hsm_key_encryption_key(settings: Settings) -> KeyEncryptionKey:
+    """The master key in the PKCS#11 token of MASTER_KEY_PKCS11_* (python-pkcs11: the `hsm` extra)."""
+    from datasources.store.hsm import Pkcs11KeyEncryptionKey
+
+    module, token, pin = _pkcs11_settings(settings)
+    return Pkcs11KeyEncryptionKey(module, token, pin, settings.master_key_pkcs11_key_label)
+
+
+def _pkcs11_settings(settings: Settings) -> tuple[str, str, str]:
+    module, token = settings.master_key_pkcs11_module, settings.master_key_pkcs11_token
+    pin = settings.master_key_pkcs11_pin
+    if not module or not token or pin is None:
+        raise SystemExit("the HSM is not configured: set MASTER_KEY_PKCS11_MODULE, _TOKEN and _PIN")
+    return module, token, pin.get_secret_value()
+
+
+def key_encryption_key(settings: Settings) -> KeyEncryptionKey:
+    """The HSM's key when MASTER_KEY_PKCS11_MODULE is set, else the file or environment master key."""
+    if settings.master_key_pkcs11_module:
+        return hsm_key_encryption_key(settings)
+    return MasterKey(master_key(settings))
+
+
 async def open_keyring(settings: Settings, db: Database, clock: Clock) -> Keyring:
     """The deployment's keys, created on first start, with the configured algorithms active."""
-    master = MasterKey(master_key(settings))
-    keyring = Keyring(db, master, clock)
+    kek = key_encryption_key(settings)
+    keyring = Keyring(db, kek, clock)
     await set_up(
         keyring,
-        master,
+        # Only the file master key has keys from before managed keys to take over.
+        kek if isinstance(kek, MasterKey) else None,
         field_algorithm=settings.field_encryption_algorithm,
         audit_algorithm=settings.audit_encryption_algorithm,
     )
@@ -58,10 +87,45 @@ async def field_cipher(settings: Settings, db: Database, clock: Clock) -> FieldC
     return FieldCipher(await open_keyring(settings, db, clock))
 
 
+async def _rewrap(settings: Settings, db: Database, *, to_file: bool) -> None:
+    from datasources.store.hsm import rewrap
+
+    hsm = hsm_key_encryption_key(settings)
+    # Moving to the HSM reads the existing file master key (never a new one); moving back may create it.
+    file = MasterKey(master_key(settings, create=to_file))
+    old, new = (hsm, file) if to_file else (file, hsm)
+    report = await rewrap(db, old, new)
+    print(f"{len(report.rewrapped)} managed keys rewrapped, {len(report.already)} were already wrapped by "
+          f"{new.kek_id}, {report.retired} retired (no material)")
+    if to_file:
+        print("unset MASTER_KEY_PKCS11_MODULE before starting the BFF again")
+    else:
+        print("the BFF now needs MASTER_KEY_PKCS11_*; keep the file master key offline until you have checked")
+
+
+def _hsm_init(settings: Settings) -> None:
+    from datasources.store.hsm import create_key
+
+    module, token, pin = _pkcs11_settings(settings)
+    created = create_key(module, token, pin, settings.master_key_pkcs11_key_label)
+    kek = hsm_key_encryption_key(settings)
+    done = f"created {', '.join(created)}" if created else "already there"
+    print(f"token {token!r}: key {settings.master_key_pkcs11_key_label!r} {done}; kek id {kek.kek_id}")
+
+
 async def _run(args: argparse.Namespace) -> None:
     settings = Settings()
+    if args.command == "hsm-init":
+        try:
+            _hsm_init(settings)
+        finally:
+            _release_hsm(settings)
+        return
     db = Database(settings.database_url, pool_size=1, schema=settings.database_schema)
     try:
+        if args.command == "rewrap":
+            await _rewrap(settings, db, to_file=args.to_file)
+            return
         keyring = await open_keyring(settings, db, SystemClock())
         if args.command == "list":
             used = await values_by_key(db)
@@ -83,6 +147,14 @@ async def _run(args: argparse.Namespace) -> None:
             print(f"{args.kid} retired: its material is erased")
     finally:
         await db.dispose()
+        _release_hsm(settings)
+
+
+def _release_hsm(settings: Settings) -> None:
+    if settings.master_key_pkcs11_module:
+        from datasources.store.hsm import release
+
+        release()
 
 
 def main() -> None:
@@ -97,6 +169,9 @@ def main() -> None:
     again.add_argument("--pause", type=float, default=0.05, help="seconds between batches")
     retire = sub.add_parser("retire", help="erase a key nothing refers to any more")
     retire.add_argument("kid")
+    sub.add_parser("hsm-init", help="create the master key in the PKCS#11 token (MASTER_KEY_PKCS11_*) if missing")
+    move = sub.add_parser("rewrap", help="rewrap every managed key from the file master key to the HSM")
+    move.add_argument("--to-file", action="store_true", help="the other way: from the HSM to the file master key")
     asyncio.run(_run(parser.parse_args()))
 
 

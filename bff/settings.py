@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     # Master key (base64 of 32 bytes) that wraps every managed key; generated into data_dir on first
     # start when unset. In production keep it out of the data directory (env var, secret store, HSM).
     master_key: str | None = None
+    # The master key in an HSM instead (datasources/store/hsm.py): the PKCS#11 module (.so), the
+    # token's label, the user PIN and the AES-256 key's label. Set the module to use it; MASTER_KEY /
+    # data_dir/master.key is then read only by `python -m bff.keys rewrap`, to move keys to the HSM.
+    master_key_pkcs11_module: str | None = None
+    master_key_pkcs11_token: str | None = None
+    master_key_pkcs11_pin: SecretStr | None = None
+    master_key_pkcs11_key_label: str = Field(default="bff-master-key", min_length=1)
     # Algorithm of new writes of personal data at rest; switching it applies at once to new writes,
     # old values stay readable and `python -m bff.keys reencrypt` moves them.
     field_encryption_algorithm: Literal["A256GCM", "SM4GCM"] = "A256GCM"
@@ -145,6 +152,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"AUDIT_RETENTION_DAYS={self.audit_retention_days} is too short: audit records are kept at "
                 f"least 6 months, so set {MIN_RETENTION_DAYS} days or more (the default is 190)."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _hsm_is_complete(self) -> Settings:
+        if self.master_key_pkcs11_module and (not self.master_key_pkcs11_token or self.master_key_pkcs11_pin is None):
+            raise ValueError(
+                "MASTER_KEY_PKCS11_MODULE needs MASTER_KEY_PKCS11_TOKEN (the token's label) and MASTER_KEY_PKCS11_PIN."
             )
         return self
 

@@ -7,7 +7,8 @@ their material is erased from the table. Raw key material exists only in this pr
 (never in logs: ``Key`` hides it from ``repr``) and, wrapped, in ``managed_key``.
 
 The master key (key-encryption key) sits behind ``KeyEncryptionKey``: a file or an environment
-variable here; an HSM through PKCS#11 is another implementation of the same two methods.
+variable here; an HSM through PKCS#11 is another implementation of the same two methods
+(``datasources.store.hsm``).
 """
 
 from __future__ import annotations
@@ -294,11 +295,17 @@ class Keyring:
         )
 
 
-async def set_up(keyring: Keyring, master: MasterKey, *, field_algorithm: str, audit_algorithm: str) -> None:
+async def set_up(keyring: Keyring, master: MasterKey | None, *, field_algorithm: str, audit_algorithm: str) -> None:
     """The keys every deployment needs. A database that predates managed keys keeps reading its
-    data: the field and index keys it derived from the master key are taken over as version 1."""
-    await keyring.ensure(FIELD, "A256GCM", material=master.legacy_key("field-encryption:k1"), kid="k1")
-    await keyring.ensure(BLIND_INDEX, material=master.legacy_key("blind-index"), kid="bi1")
+    data: the field and index keys it derived from the file master key are taken over as version 1.
+    With a KEK that derives nothing (an HSM: ``master`` None) there is nothing to take over; a
+    database started with a file master key is moved to it by ``bff.keys rewrap``."""
+    if master is not None:
+        await keyring.ensure(FIELD, "A256GCM", material=master.legacy_key("field-encryption:k1"), kid="k1")
+        await keyring.ensure(BLIND_INDEX, material=master.legacy_key("blind-index"), kid="bi1")
+    else:
+        await keyring.ensure(FIELD, field_algorithm)
+        await keyring.ensure(BLIND_INDEX)
     await keyring.ensure(AUDIT, audit_algorithm)
     # Switching the algorithm in settings applies to new writes at once: a new key version with it.
     for purpose, algorithm in ((FIELD, field_algorithm), (AUDIT, audit_algorithm)):
