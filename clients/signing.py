@@ -16,7 +16,8 @@ The canonical string is these lines, each ending in ``\\n``::
     algorithm
     HTTP method, upper case (WS for a WebSocket's connection_init)
     path, as sent (no host, no query)
-    query: k=v pairs sorted by key then value, joined by &, percent-encoded as sent ("" if none)
+    query: the pairs decoded, sorted by key then value, encoded again as a form (urlencode: a
+           space is +, ~ stays) and joined by & ("" if none): not the bytes as sent
     timestamp
     nonce
     content digest
@@ -59,7 +60,10 @@ def content_digest(algorithm: str, body: bytes) -> str:
 
 
 def canonical_query(query: str) -> str:
-    """``b=2&a=1&a=0`` → ``a=0&a=1&b=2``: what both sides sign, whatever order the client sent."""
+    """``b=2&a=1&a=0`` → ``a=0&a=1&b=2``: what both sides sign, whatever order or percent-encoding
+    the client sent (``%20`` and ``+`` both become ``+``, ``%7E`` becomes ``~``)."""
+    if not query:
+        return ""
     pairs = sorted(parse_qsl(query, keep_blank_values=True))
     return urlencode(pairs)
 

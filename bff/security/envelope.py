@@ -23,6 +23,8 @@ from datasources.crypto import primitives
 from datasources.crypto.primitives import SEAL_ALGORITHMS, CryptoError, Sealer
 from datasources.store.keyring import TRANSPORT, Keyring
 
+_KEY_HEADER, _ALG_HEADER = KEY_HEADER.encode(), ALG_HEADER.encode()  # ASGI header names are lower-case bytes
+
 
 class EnvelopeRefused(Exception):
     def __init__(self, message: str) -> None:
@@ -72,8 +74,9 @@ class EncryptedFields:
         if scope["type"] != "http" or scope["path"] != "/graphql" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         unwrapper = self.unwrapper()
+        wanted = (_KEY_HEADER, _ALG_HEADER)
+        headers = {name.decode(): value.decode("latin-1") for name, value in scope["headers"] if name in wanted}
         if KEY_HEADER not in headers or unwrapper is None:
             await self.app(scope, receive, send)
             return

@@ -135,7 +135,7 @@ class SignedRequests:
             )
         except SignatureRefused as refused:
             self.on_refused(refused.code)
-            await _refuse(send, refused)
+            await _refuse(send, refused, refused.status)
             return
         scope.setdefault("state", {})[SIGNED_CALLER] = caller
         replay = replaying(body, receive)

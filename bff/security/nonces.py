@@ -1,13 +1,20 @@
 """Nonces seen within the signature window: a second request with the same app id and nonce is a replay.
 
-With REDIS_URL every BFF process shares them (``SET NX`` with expiry); without it one process
-keeps them in memory, which is why several workers need Redis (main.py refuses otherwise).
+A nonce needs remembering only while its timestamp would still be accepted (timestamp + skew),
+so the verifier passes that remaining time as ``ttl_s``. With REDIS_URL every BFF process shares
+them (``SET NX`` with expiry); without it one process keeps them in memory, which is why several
+workers need Redis (main.py refuses otherwise).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import Protocol
+
+
+class NonceStoreFull(Exception):
+    """Too many live nonces to remember one more: refuse the request rather than forget a nonce."""
 
 
 class Nonces(Protocol):
@@ -19,25 +26,33 @@ class Nonces(Protocol):
 
 
 class MemoryNonces:
-    def __init__(self, *, limit: int = 1_000_000) -> None:
-        self._seen: dict[str, float] = {}
+    """Expiry by a heap: each claim drops what has expired, so no sweep ever walks the whole store."""
+
+    def __init__(self, *, limit: int = 2_000_000) -> None:
+        self._until: dict[str, float] = {}
+        self._expiring: list[tuple[float, str]] = []
         self._limit = limit
-        self._next_sweep = 0.0
 
     async def claim(self, app_id: str, nonce: str, ttl_s: int) -> bool:
         now = time.monotonic()
-        if now >= self._next_sweep or len(self._seen) >= self._limit:
-            self._seen = {key: until for key, until in self._seen.items() if until > now}
-            self._next_sweep = now + 10
+        expiring, until = self._expiring, self._until
+        while expiring and expiring[0][0] <= now:
+            at, old = heapq.heappop(expiring)
+            if until.get(old) == at:
+                del until[old]
         key = f"{app_id}\x00{nonce}"
-        until = self._seen.get(key)
-        if until is not None and until > now:
+        if key in until:
             return False
-        self._seen[key] = now + ttl_s
+        if len(until) >= self._limit:
+            raise NonceStoreFull(f"{len(until)} nonces are live")
+        at = now + ttl_s
+        until[key] = at
+        heapq.heappush(expiring, (at, key))
         return True
 
     async def close(self) -> None:
-        self._seen.clear()
+        self._until.clear()
+        self._expiring.clear()
 
 
 class RedisNonces:

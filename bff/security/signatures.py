@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bff.security.nonces import Nonces
+from bff.security.nonces import Nonces, NonceStoreFull
 from clients import signing
 from datasources.clock import Clock
 from datasources.crypto import certificates, primitives
@@ -37,10 +38,11 @@ log = logging.getLogger(__name__)
 
 
 class SignatureRefused(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: int = 401) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +180,7 @@ class Verifier:
             )
         if not 16 <= len(nonce) <= 64:
             raise SignatureRefused("SIGNATURE_MISSING", "X-Nonce is 16 to 64 random characters.")
-        if signing.content_digest(algorithm, body) != headers[signing.CONTENT_DIGEST].lower():
-            raise SignatureRefused("BODY_TAMPERED", "The body does not match X-Content-Digest: it changed on the way.")
+        digest = headers[signing.CONTENT_DIGEST].lower()
         try:
             signature = base64.b64decode(headers[signing.SIGNATURE], validate=True)
         except (binascii.Error, ValueError):
@@ -192,13 +193,25 @@ class Verifier:
             query=query,
             timestamp=stamp,
             nonce=nonce,
-            digest=headers[signing.CONTENT_DIGEST].lower(),
+            digest=digest,
         )
+        # The signature first: a forged request is refused before its body is hashed (a 2 MB body
+        # costs milliseconds of SM3), and it never burns a real client's nonce.
         if not primitives.verify(cert.public_key, signature, message):
             raise SignatureRefused(
                 "SIGNATURE_INVALID", f"The signature was not made by the key of certificate {serial} over this request."
             )
-        if not await self.nonces.claim(app_id, nonce, 2 * self.policy.max_skew_s):
+        if signing.content_digest(algorithm, body) != digest:
+            raise SignatureRefused("BODY_TAMPERED", "The body does not match X-Content-Digest: it changed on the way.")
+        # Remembered while its timestamp is still acceptable, no longer.
+        ttl_s = max(1, math.ceil(sent_ms / 1000 + self.policy.max_skew_s - now.timestamp()))
+        try:
+            fresh = await self.nonces.claim(app_id, nonce, ttl_s)
+        except NonceStoreFull:
+            raise SignatureRefused(
+                "GATEWAY_BUSY", "The gateway cannot take more signed requests this moment; retry shortly.", 503
+            ) from None
+        if not fresh:
             raise SignatureRefused("NONCE_REUSED", "This nonce was already used: a replay, or a client reusing nonces.")
         self.usage.record(cert.serial, now)
         return SignedCaller(app=app, serial=cert.serial, nonce=nonce)
