@@ -217,14 +217,13 @@ class Verifier:
         return SignedCaller(app=app, serial=cert.serial, nonce=nonce)
 
 
+_WANTED = {name.encode(): name for name in signing.REQUEST_HEADERS}
+
+
 def header_map(scope_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    wanted = set(signing.REQUEST_HEADERS)
-    found: dict[str, str] = {}
-    for raw_name, raw_value in scope_headers:
-        name = raw_name.decode("latin-1").lower()
-        if name in wanted:
-            found[name] = raw_value.decode("latin-1")
-    return found
+    """The signature headers of an ASGI scope (whose names uvicorn hands over lower-cased)."""
+    wanted = _WANTED
+    return {wanted[name]: value.decode("latin-1") for name, value in scope_headers if name in wanted}
 
 
 def connection_init_headers(params: Mapping[str, Any] | None) -> dict[str, str]:
