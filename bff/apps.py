@@ -22,14 +22,12 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from bff.keys import KEYRING_INVALIDATION, open_keyring
+from bff.keys import KEYRING_INVALIDATION, announce, open_keyring
 from bff.security.assembly import certificate_policy
 from bff.settings import Settings
 from datasources.clock import SystemClock
 from datasources.store.audit import AuditLog
 from datasources.store.db import Database
-from realtime.broker import broker_from_url
-from realtime.invalidations import TOPIC
 from resolvers import apps
 from resolvers.apps import IssuedCredentials
 from resolvers.errors import DomainError
@@ -48,17 +46,6 @@ def _print(issued: IssuedCredentials) -> None:
     cert = issued.certificate
     print(f"certificate {cert.serial} for {cert.app_id}: {cert.algorithm}, valid {cert.not_before} .. {cert.not_after}")
     print(cert.certificate_pem, end="")
-
-
-async def _announce(settings: Settings) -> None:
-    if not settings.redis_url:
-        return
-    broker = broker_from_url(settings.redis_url, namespace=settings.broker_namespace)
-    await broker.start()
-    try:
-        await broker.publish(TOPIC, {"keys": [apps.APPS_INVALIDATION, KEYRING_INVALIDATION]})
-    finally:
-        await broker.close()
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -129,7 +116,7 @@ async def _run(args: argparse.Namespace) -> int:
                     f"  {cert.serial} {cert.app_id:20} {apps.status_of(cert, now):13} until {cert.not_after:%Y-%m-%d}"
                     f"  used {cert.request_count}× last {cert.last_used_at or '-'}"
                 )
-        await _announce(settings)
+        await announce(settings, apps.APPS_INVALIDATION, KEYRING_INVALIDATION)
         return 0
     except DomainError as exc:
         print(f"refused: {exc.message}", file=sys.stderr)

@@ -19,14 +19,20 @@ import asyncio
 import base64
 import os
 import secrets
+import sys
 from pathlib import Path
+from typing import Any
 
 from bff.settings import Settings
 from datasources.clock import Clock, SystemClock
+from datasources.crypto.primitives import CryptoError
+from datasources.store.audit import AuditLog
 from datasources.store.db import Database
 from datasources.store.fieldcrypt import FieldCipher
-from datasources.store.keyring import ALGORITHMS, KeyEncryptionKey, Keyring, MasterKey, set_up
+from datasources.store.keyring import ALGORITHMS, AUDIT, FIELD, KeyEncryptionKey, Keyring, MasterKey, set_up
 from datasources.store.reencrypt import reencrypt, values_by_key
+from realtime.broker import broker_from_url
+from realtime.invalidations import TOPIC
 
 KEYRING_INVALIDATION = "keyring"
 
@@ -73,13 +79,17 @@ async def open_keyring(settings: Settings, db: Database, clock: Clock) -> Keyrin
     """The deployment's keys, created on first start, with the configured algorithms active."""
     kek = key_encryption_key(settings)
     keyring = Keyring(db, kek, clock)
-    await set_up(
+    switched = await set_up(
         keyring,
         # Only the file master key has keys from before managed keys to take over.
         kek if isinstance(kek, MasterKey) else None,
         field_algorithm=settings.field_encryption_algorithm,
         audit_algorithm=settings.audit_encryption_algorithm,
     )
+    for key in switched:
+        detail = {"purpose": key.purpose, "algorithm": key.algorithm, "by": "setting"}
+        await _record(db, keyring, "key.rotated", key.kid, detail, actor="SYSTEM")
+    keyring.switched_by_settings = [key.kid for key in switched]
     return keyring
 
 
@@ -95,8 +105,10 @@ async def _rewrap(settings: Settings, db: Database, *, to_file: bool) -> None:
     file = MasterKey(master_key(settings, create=to_file))
     old, new = (hsm, file) if to_file else (file, hsm)
     report = await rewrap(db, old, new)
-    print(f"{len(report.rewrapped)} managed keys rewrapped, {len(report.already)} were already wrapped by "
-          f"{new.kek_id}, {report.retired} retired (no material)")
+    print(
+        f"{len(report.rewrapped)} managed keys rewrapped, {len(report.already)} were already wrapped by "
+        f"{new.kek_id}, {report.retired} retired (no material)"
+    )
     if to_file:
         print("unset MASTER_KEY_PKCS11_MODULE before starting the BFF again")
     else:
@@ -113,41 +125,96 @@ def _hsm_init(settings: Settings) -> None:
     print(f"token {token!r}: key {settings.master_key_pkcs11_key_label!r} {done}; kek id {kek.kek_id}")
 
 
-async def _run(args: argparse.Namespace) -> None:
+async def _run(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.command == "hsm-init":
         try:
             _hsm_init(settings)
         finally:
             _release_hsm(settings)
-        return
+        return 0
     db = Database(settings.database_url, pool_size=1, schema=settings.database_schema)
     try:
         if args.command == "rewrap":
             await _rewrap(settings, db, to_file=args.to_file)
-            return
+            return 0
         keyring = await open_keyring(settings, db, SystemClock())
         if args.command == "list":
             used = await values_by_key(db)
             for key in keyring.keys():
                 expiry = key.expires_at.isoformat() if key.expires_at else "-"
-                print(f"{key.kid:16} {key.purpose:16} v{key.version:<3} {key.algorithm:14} {key.state:12} "
-                      f"expires {expiry:25} values {used.get(key.kid, 0)}")
+                print(
+                    f"{key.kid:16} {key.purpose:16} v{key.version:<3} {key.algorithm:14} {key.state:12} "
+                    f"expires {expiry:25} values {used.get(key.kid, 0)}"
+                )
         elif args.command == "rotate":
-            key = await keyring.rotate(args.purpose, args.algorithm)
+            configured = {FIELD: settings.field_encryption_algorithm, AUDIT: settings.audit_encryption_algorithm}
+            wanted = configured.get(args.purpose)
+            if args.algorithm and wanted and args.algorithm != wanted:
+                print(
+                    f"{args.purpose} keys follow the setting ({wanted}). To switch to {args.algorithm}, set "
+                    f"{'FIELD' if args.purpose == FIELD else 'AUDIT'}_ENCRYPTION_ALGORITHM={args.algorithm} for every "
+                    "process: the first to start with it makes the new key."
+                )
+                return 2
+            active = keyring.active(args.purpose)
+            if active.kid in keyring.switched_by_settings:
+                key = active  # opening the keyring just switched it to the configured algorithm
+            else:
+                key = await keyring.rotate(args.purpose, args.algorithm or wanted)
+                await _record(db, keyring, "key.rotated", key.kid, {"purpose": key.purpose, "algorithm": key.algorithm})
+            await announce(settings, KEYRING_INVALIDATION)
             print(f"{key.purpose}: {key.kid} ({key.algorithm}) is active; run `reencrypt` to move old values")
         elif args.command == "reencrypt":
             report = await reencrypt(db, FieldCipher(keyring), batch_size=args.batch, pause_s=args.pause)
             for column, count in sorted(report.rewritten.items()):
                 print(f"{column}: {count} rewritten")
+            await _record(db, keyring, "key.reencrypted", keyring.active(FIELD).kid, dict(report.rewritten))
             print(f"{report.total} values rewritten; now sealed per key: {dict(await values_by_key(db))}")
         elif args.command == "retire":
             used = await values_by_key(db)
             await keyring.retire(args.kid, still_used=used.get(args.kid, 0))
+            await _record(db, keyring, "key.retired", args.kid, {})
+            await announce(settings, KEYRING_INVALIDATION)
             print(f"{args.kid} retired: its material is erased")
+        return 0
+    except CryptoError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
     finally:
         await db.dispose()
         _release_hsm(settings)
+
+
+async def _record(
+    db: Database, keyring: Keyring, action: str, kid: str, detail: dict[str, Any], *, actor: str = "ADMIN_CLI"
+) -> None:
+    """Key changes land in the audit log: made by the administrator at the CLI, or by the system
+    when a process starts with a new algorithm setting."""
+    async with db.writing() as session:
+        await AuditLog(keyring).record(
+            session,
+            at=SystemClock().now(),
+            actor_account_id=None,
+            actor_role=actor,
+            action=action,
+            target_type="managed_key",
+            target_id=kid,
+            detail=detail,
+        )
+
+
+async def announce(settings: Settings, *keys: str) -> None:
+    """Tells running BFF processes to reload (through Redis); without it they reload on their own
+    within KEYRING_REFRESH_SECONDS (keys) or half a minute (apps)."""
+    if not settings.redis_url:
+        return
+    broker = broker_from_url(settings.redis_url, namespace=settings.broker_namespace)
+    await broker.start()
+    try:
+        await broker.publish(TOPIC, {"keys": list(keys)})
+    finally:
+        await broker.close()
 
 
 def _release_hsm(settings: Settings) -> None:
@@ -172,7 +239,7 @@ def main() -> None:
     sub.add_parser("hsm-init", help="create the master key in the PKCS#11 token (MASTER_KEY_PKCS11_*) if missing")
     move = sub.add_parser("rewrap", help="rewrap every managed key from the file master key to the HSM")
     move.add_argument("--to-file", action="store_true", help="the other way: from the HSM to the file master key")
-    asyncio.run(_run(parser.parse_args()))
+    sys.exit(asyncio.run(_run(parser.parse_args())))
 
 
 if __name__ == "__main__":

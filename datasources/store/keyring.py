@@ -147,6 +147,8 @@ class Keyring:
         self.clock = clock
         self._by_kid: dict[str, Key] = {}
         self._active: dict[str, Key] = {}
+        # Keys made when this keyring was opened because the algorithm setting had changed.
+        self.switched_by_settings: list[str] = []
 
     async def refresh(self) -> None:
         async with self.db.reading() as session:
@@ -211,13 +213,16 @@ class Keyring:
         await self.refresh()
         current = self._active.get(purpose)
         version = (max((k.version for k in self._by_kid.values() if k.purpose == purpose), default=0)) + 1
-        async with self.db.writing() as session:
-            if current is not None:
-                row = await session.get(ManagedKey, current.kid)
-                if row is not None and row.state == ACTIVE:
-                    row.state = DECRYPT_ONLY
-            algorithm = algorithm or (current.algorithm if current else None)
-            session.add(self._row(purpose, algorithm, version, None, None, expires_at))
+        try:
+            async with self.db.writing() as session:
+                if current is not None:
+                    row = await session.get(ManagedKey, current.kid)
+                    if row is not None and row.state == ACTIVE:
+                        row.state = DECRYPT_ONLY
+                algorithm = algorithm or (current.algorithm if current else None)
+                session.add(self._row(purpose, algorithm, version, None, None, expires_at))
+        except IntegrityError:
+            pass  # another process rotated at the same moment (two starting with a new setting): theirs holds
         await self.refresh()
         return self._active[purpose]
 
@@ -295,7 +300,9 @@ class Keyring:
         )
 
 
-async def set_up(keyring: Keyring, master: MasterKey | None, *, field_algorithm: str, audit_algorithm: str) -> None:
+async def set_up(
+    keyring: Keyring, master: MasterKey | None, *, field_algorithm: str, audit_algorithm: str
+) -> list[Key]:
     """The keys every deployment needs. A database that predates managed keys keeps reading its
     data: the field and index keys it derived from the file master key are taken over as version 1.
     With a KEK that derives nothing (an HSM: ``master`` None) there is nothing to take over; a
@@ -308,6 +315,11 @@ async def set_up(keyring: Keyring, master: MasterKey | None, *, field_algorithm:
         await keyring.ensure(BLIND_INDEX)
     await keyring.ensure(AUDIT, audit_algorithm)
     # Switching the algorithm in settings applies to new writes at once: a new key version with it.
+    # Returns the keys that switch made (the caller records them).
+    switched = []
     for purpose, algorithm in ((FIELD, field_algorithm), (AUDIT, audit_algorithm)):
         if keyring.active(purpose).algorithm != algorithm:
-            await keyring.rotate(purpose, algorithm)
+            key = await keyring.rotate(purpose, algorithm)
+            if key.algorithm == algorithm:
+                switched.append(key)
+    return switched

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -12,6 +16,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import text
 
 from bff.keys import open_keyring
+from bff.settings import Settings
 from datasources.crypto.primitives import CryptoError
 from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.keyring import FIELD, MasterKey
@@ -24,7 +29,9 @@ PATIENTS = "{ me { patients { name documentNumber phone } } }"
 
 async def _rows(server: LiveServer) -> list[tuple[str, str]]:
     async with server.deps.db.reading() as s:
-        return [tuple(r) for r in (await s.execute(text("SELECT document_number_enc, phone_enc FROM patient ORDER BY id")))]
+        return [
+            tuple(r) for r in (await s.execute(text("SELECT document_number_enc, phone_enc FROM patient ORDER BY id")))
+        ]
 
 
 def _kid_alg(token: str) -> tuple[str, str]:
@@ -43,7 +50,8 @@ async def test_rotate_switch_to_sm4_reencrypt_and_retire_while_serving(server: L
     keyring = server.deps.cipher.keyring
     await keyring.rotate(FIELD, "SM4GCM")
     added = await client.execute(
-        ADD_PATIENT, {"input": complete_patient("王五", relationship="PARENT", documentNumber=second, phone="13900000002")}
+        ADD_PATIENT,
+        {"input": complete_patient("王五", relationship="PARENT", documentNumber=second, phone="13900000002")},
     )
     assert added["addPatient"]["__typename"] == "PatientSaved"
     rows = await _rows(server)
@@ -91,9 +99,12 @@ async def test_values_written_before_keys_were_managed_stay_readable(server: Liv
     master = b"k" * 32  # the tests' MASTER_KEY
     legacy = AESGCM(HKDF(hashes.SHA256(), 32, None, b"field-encryption:k1").derive(master))
     nonce = b"\x01" * 12
-    token = "enc1:k1:A256GCM:" + base64.urlsafe_b64encode(
-        nonce + legacy.encrypt(nonce, b"110101199003070011", b"patient.document_number")
-    ).decode()
+    token = (
+        "enc1:k1:A256GCM:"
+        + base64.urlsafe_b64encode(
+            nonce + legacy.encrypt(nonce, b"110101199003070011", b"patient.document_number")
+        ).decode()
+    )
     assert server.deps.cipher.decrypt(token, context="patient.document_number") == "110101199003070011"
 
 
@@ -121,3 +132,44 @@ async def test_a_value_moved_to_another_column_does_not_open(server: LiveServer)
     token = cipher.encrypt("13812345678", context="patient.phone")
     with pytest.raises(CryptoError):
         cipher.decrypt(token, context="patient.document_number")
+
+
+async def test_the_command_line_rotates_reencrypts_and_retires_and_each_step_is_audited(
+    server: LiveServer, settings: Settings, tmp_path: Path
+) -> None:
+    hospital = Hospital(server.deps.db, server.deps.clock)
+    client, _token, _ = await hospital.login(server.url)
+    number = resident_id("19881111")
+    await client.execute(ADD_PATIENT, {"input": complete_patient("赵六", documentNumber=number)})
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "MASTER_KEY": settings.master_key or "",
+        "DATA_DIR": str(tmp_path),
+    }
+    if settings.database_schema:
+        env["DATABASE_SCHEMA"] = settings.database_schema
+
+    def keys(*args: str, code: int = 0) -> str:
+        done = subprocess.run(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "bff.keys", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == code, done.stderr
+        return done.stdout + done.stderr
+
+    env["FIELD_ENCRYPTION_ALGORITHM"] = "SM4GCM"  # the switch is the setting: the first process opening it rotates
+    assert "field-2 (SM4GCM) is active" in keys("rotate", "FIELD")
+    assert "2 values rewritten" in keys("reencrypt")
+    assert "active FIELD key" in keys("retire", "field-2", code=1)
+    assert "FIELD_ENCRYPTION_ALGORITHM=A256GCM" in keys("rotate", "FIELD", "--algorithm", "A256GCM", code=2)
+    assert "k1 retired" in keys("retire", "k1")
+    assert "PRIVATE" not in keys("list") and base64.b64encode(b"k" * 32).decode() not in keys("list")
+    await server.deps.cipher.keyring.refresh()  # at once through Redis; within KEYRING_REFRESH_SECONDS without
+    [patient] = (await client.execute(PATIENTS))["me"]["patients"]
+    assert patient["documentNumber"] == number[:3] + "******" + number[-2:]
+    actions = [(e.actor_role, e.action, e.target_id) for e in await server.deps.audit.read(server.deps.db)]
+    assert [a for a in actions if a[1].startswith("key.")] == [
+        ("SYSTEM", "key.rotated", "field-2"),
+        ("ADMIN_CLI", "key.reencrypted", "field-2"),
+        ("ADMIN_CLI", "key.retired", "k1"),
+    ]
