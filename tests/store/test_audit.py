@@ -107,9 +107,12 @@ async def test_the_algorithm_setting_seals_new_records_with_aes_and_old_ones_sti
     audit = AuditLog(switched)
     await write(audit, db, clock, 1)
     kids = [row.key_id for row in await rows(db)]
-    assert [switched.get(kid).algorithm for kid in kids] == ["SM4GCM", "SM4GCM", "A256GCM"]
+    # The switch itself is recorded (by the system, with the new key) between the old and new records.
+    assert [switched.get(kid).algorithm for kid in kids] == ["SM4GCM", "SM4GCM", "A256GCM", "A256GCM"]
     assert (await verify(db, switched)).ok
-    assert len(await audit.read(db)) == 3
+    events = await audit.read(db)
+    assert [(e.actor_role, e.action) for e in events][2] == ("SYSTEM", "key.rotated")
+    assert len(events) == 4
 
 
 async def test_a_record_lands_with_its_transaction_or_not_at_all(audit: AuditLog, db: Database, clock: FixedClock) -> None:
