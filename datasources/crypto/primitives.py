@@ -171,11 +171,17 @@ def sm2_signature_to_der(raw: bytes) -> bytes:
     return DSASignature({"r": int.from_bytes(raw[:32], "big"), "s": int.from_bytes(raw[32:], "big")}).dump()
 
 
+# Stateless parameter objects, made once: verification is on every signed request's path.
+_PKCS1 = asym_padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+_SM2_SM3 = sm_ec.ECDSA(sm_hashes.SM3())
+
+
 def sign(key: PrivateKey, data: bytes, *, encoding: SignatureEncoding = "der") -> bytes:
     """SM2-with-SM3 (DER by default, ``raw`` for r ‖ s) or RSA PKCS#1 v1.5 with SHA-256."""
     if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, asym_padding.PKCS1v15(), hashes.SHA256())
-    signature = key.sign(data, sm_ec.ECDSA(sm_hashes.SM3()))
+        return key.sign(data, _PKCS1, _SHA256)
+    signature = key.sign(data, _SM2_SM3)
     return sm2_signature_to_raw(signature) if encoding == "raw" else signature
 
 
@@ -183,14 +189,14 @@ def verify(key: PublicKey, signature: bytes, data: bytes) -> bool:
     """True when ``signature`` is ``data``'s; SM2 signatures are accepted in DER and in raw r ‖ s."""
     if isinstance(key, rsa.RSAPublicKey):
         try:
-            key.verify(signature, data, asym_padding.PKCS1v15(), hashes.SHA256())
+            key.verify(signature, data, _PKCS1, _SHA256)
         except InvalidSignature:
             return False
         return True
     if len(signature) == 64:
         signature = sm2_signature_to_der(signature)
     try:
-        key.verify(signature, data, sm_ec.ECDSA(sm_hashes.SM3()))
+        key.verify(signature, data, _SM2_SM3)
     except (SmInvalidSignature, SmInternalError, ValueError):  # Tongsuo reports malformed DER as InternalError
         return False
     return True

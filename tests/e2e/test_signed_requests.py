@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from bff.app import create_app
 from clients import signing
@@ -250,3 +251,16 @@ async def test_which_routes_need_a_signature_is_configuration(database: Database
         assert callback.status_code == 401 and callback.json()["errors"][0]["extensions"]["code"] == "SIGNATURE_MISSING"
     finally:
         await live.stop()
+
+
+async def test_a_websocket_can_sign_its_upgrade_request_instead(signed: Signed) -> None:
+    signer = await signed.app("bedside-terminal")
+    url = signed.server.url.replace("http", "ws", 1) + "/graphql"
+    upgrade = signer.headers("GET", "/graphql", timestamp_ms=signed.now_ms())
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"], additional_headers=upgrade) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+    forged = {**upgrade, signing.NONCE: signing.new_nonce()}  # the nonce is signed: changing it breaks the signature
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"], additional_headers=forged):  # type: ignore[list-item]
+            pass
