@@ -20,7 +20,8 @@ def alembic_config(database_url: str, schema: str | None = None) -> Config:
 
 def upgrade(database_url: str, schema: str | None = None) -> None:
     """``schema``: PostgreSQL only, the search_path holding the tables (Settings.database_schema)."""
-    command.upgrade(alembic_config(database_url, schema), "head")
+    # "heads": sandboxes developed side by side add their tables on branches of their own until merged.
+    command.upgrade(alembic_config(database_url, schema), "heads")
 
 
 if __name__ == "__main__":
