@@ -256,3 +256,21 @@ class AppCertificate(SQLModel, table=True):
     last_used_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
     request_count: int = 0
     expiry_warned_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """A money-moving request by its idempotency key: the first one runs, every retry gets its result.
+
+    Keys are scoped by account and operation; ``fingerprint`` (SHA-256 of the request's input)
+    refuses a key reused for a different request."""
+
+    __tablename__ = "idempotency_record"
+    account_id: int = Field(primary_key=True)
+    scope: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=64)
+    fingerprint: str = Field(max_length=64)
+    state: str = Field(max_length=12)  # IN_PROGRESS, DONE
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=_at())
+    updated_at: datetime = Field(sa_column=_at())
+    expires_at: datetime = Field(sa_column=_at())
