@@ -274,3 +274,22 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_at())
     updated_at: datetime = Field(sa_column=_at())
     expires_at: datetime = Field(sa_column=_at())
+
+
+
+class SagaRecord(SQLModel, table=True):
+    """A flow across systems (settle with insurance, write back to HIS, refund): its steps are
+    persisted as they complete, so a process killed between two steps resumes or compensates."""
+
+    __tablename__ = "saga"
+    __table_args__ = (Index("ix_saga_state", "state"),)
+    id: str = Field(primary_key=True, max_length=32)
+    kind: str = Field(max_length=48)
+    state: str = Field(max_length=16)  # RUNNING, COMPENSATING, COMPLETED, COMPENSATED, STUCK
+    data: str = Field(sa_column=Column(Text, nullable=False))  # JSON: the input and each step's result
+    done_steps: int = 0
+    compensated_steps: int = 0
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=_at())
+    updated_at: datetime = Field(sa_column=_at())
