@@ -40,7 +40,7 @@ def main() -> None:
             "(e.g. redis://127.0.0.1:6379/0) or run one worker"
         )
     upgrade(settings.database_url, settings.database_schema)
-    if settings.load_demo_data and not args.no_demo:
+    if settings.loads_demo_data and not args.no_demo:
         fresh = asyncio.run(_prepare(settings))
         print("\nDemo data " + ("loaded." if fresh else "already present.") + " Log in at /graphql with:")
         for login in LOGINS:

@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("var")
-    load_demo_data: bool = True
+    # The demo hospital (accounts with published passwords): loaded on first start in development
+    # only, unless set. Production refuses it.
+    load_demo_data: bool | None = None
 
     his: SourceChoice = Field(default_factory=SourceChoice)
     credit: SourceChoice = Field(default_factory=SourceChoice)
@@ -138,6 +140,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
+        if self.environment == "production" and self.load_demo_data:
+            raise ValueError("LOAD_DEMO_DATA=true in production: the demo accounts' passwords are public.")
         if self.environment == "production" and self.callback_secret == DEV_CALLBACK_SECRET:
             raise ValueError("CALLBACK_SECRET must be set in production (the development default is public).")
         if self.credit.mode == "http":
@@ -188,6 +192,10 @@ class Settings(BaseSettings):
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @property
+    def loads_demo_data(self) -> bool:
+        return self.environment == "development" if self.load_demo_data is None else self.load_demo_data
 
     @property
     def signatures_required(self) -> bool:

@@ -18,6 +18,12 @@ def test_defaults_run_a_complete_hospital_on_sqlite_with_sandboxes(monkeypatch: 
     assert settings.database_url.startswith("sqlite+aiosqlite")
     assert settings.redis_url is None
     assert (settings.his.mode, settings.credit.mode) == ("sandbox", "sandbox")
+    assert settings.loads_demo_data and not settings.signatures_required
+
+
+def test_production_loads_no_demo_hospital_and_needs_signatures() -> None:
+    production = Settings(environment="production", callback_secret="s" * 20)
+    assert not production.loads_demo_data and production.signatures_required
 
 
 def test_a_toml_file_sets_values_and_the_environment_overrides_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -43,6 +49,7 @@ def test_nested_settings_come_from_double_underscore_variables(monkeypatch: pyte
         ({"environment": "production"}, "CALLBACK_SECRET"),
         ({"his": {"mode": "http"}}, "HIS__URL"),
         ({"credit": {"mode": "http"}}, "credit platform"),
+        ({"environment": "production", "callback_secret": "s" * 20, "load_demo_data": True}, "passwords are public"),
     ],
 )
 def test_unsafe_or_incomplete_settings_are_refused_with_what_to_set(values: dict, message: str) -> None:  # type: ignore[type-arg]
