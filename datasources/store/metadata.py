@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 import datasources.channels.tables
 import datasources.credit.tables
 import datasources.his.tables
+import datasources.mobile_insurance.tables
 import datasources.store.models  # noqa: F401
 
 metadata = SQLModel.metadata
