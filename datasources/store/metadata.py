@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
+import datasources.alipay.tables
 import datasources.channels.tables
 import datasources.credit.tables
 import datasources.his.tables
