@@ -188,14 +188,15 @@ class SandboxMobileInsurance:
         )
         return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
 
-    async def _transition(self, s: AsyncSession, row: MipayUpload, to: str, **values: object) -> None:
+    async def _transition(self, s: AsyncSession, row: MipayUpload, to: str, conflict: str, **values: object) -> None:
+        """Moves ``row`` to ``to`` only from the status it was read in; ``conflict`` when another call won."""
         moved = await s.execute(
             update(MipayUpload)
             .where(col(MipayUpload.id) == row.id, col(MipayUpload.status) == row.status)
             .values(status=to, **values)
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
-            raise _reject(c.ALREADY_PAID, "the order changed meanwhile")
+            raise _reject(conflict, "the order changed meanwhile")
         row.status = to
 
     # 6202 ------------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ class SandboxMobileInsurance:
                 raise _reject(c.ALREADY_PAID, "the order was already placed")
             if row.status == c.CANCELLED:
                 raise _reject(c.ALREADY_CANCELLED, "the upload was cancelled")
-            await self._transition(s, row, c.PAID, paid_at=now)
+            await self._transition(s, row, c.PAID, c.ALREADY_PAID, paid_at=now)
             if not await self._move(s, row.person_id, -row.personal_fen, -row.family_fen):
                 raise _reject(
                     c.INSUFFICIENT_PERSONAL_ACCOUNT, "the account balances no longer cover the shares fixed at upload"
@@ -236,7 +237,7 @@ class SandboxMobileInsurance:
                     )
                 )
                 await s.flush()
-                await self._transition(s, row, c.REFUNDED)
+                await self._transition(s, row, c.REFUNDED, c.ALREADY_REFUNDED)
                 await self._move(s, row.person_id, row.personal_fen, row.family_fen)
         except IntegrityError as exc:
             raise _reject(c.ALREADY_REFUNDED, "the insurance part was already refunded") from exc
@@ -256,7 +257,7 @@ class SandboxMobileInsurance:
                 raise _reject(c.ALREADY_CANCELLED, "the upload was already cancelled")
             if row.status != c.UPLOADED:
                 raise _reject(c.CANCEL_AFTER_ORDER, "the order was placed: refund it instead")
-            await self._transition(s, row, c.CANCELLED, cancelled_at=now)
+            await self._transition(s, row, c.CANCELLED, c.CANCEL_AFTER_ORDER, cancelled_at=now)
         return _order(row)
 
 

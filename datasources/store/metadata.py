@@ -8,6 +8,7 @@ import datasources.alipay.tables
 import datasources.channels.tables
 import datasources.credit.tables
 import datasources.his.tables
+import datasources.insurance.tables
 import datasources.mobile_insurance.tables
 import datasources.store.models  # noqa: F401
 

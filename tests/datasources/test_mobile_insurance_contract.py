@@ -466,3 +466,27 @@ async def test_a_platform_that_does_not_answer_in_time_is_unavailable(clock: Fix
     finally:
         await client.aclose()
         await live.stop()
+
+
+async def test_concurrent_orders_and_refunds_move_the_money_once(stage: Stage) -> None:
+    uploaded = await stage.mi.upload_fees(stage.upload(await stage.authorize()))
+    pay_ord_id = uploaded.order.pay_ord_id
+
+    async def outcome(call: Awaitable[Any]) -> str:
+        try:
+            await call
+        except SourceRejected as exc:
+            return exc.code
+        return "OK"
+
+    placed = await asyncio.gather(
+        *(outcome(stage.mi.place_order(pay_ord_id=pay_ord_id, pay_token=uploaded.pay_token)) for _ in range(10))
+    )
+    assert Counter(placed) == {"OK": 1, c.ALREADY_PAID: 9}
+    assert await stage.admin.balances(ID_NO) == (0, 0)
+
+    refunds = await asyncio.gather(
+        *(outcome(stage.mi.refund(pay_ord_id=pay_ord_id, refund_sn=f"RF{i}", reason="")) for i in range(10))
+    )
+    assert Counter(refunds) == {"OK": 1, c.ALREADY_REFUNDED: 9}
+    assert await stage.admin.balances(ID_NO) == (5000, 1500)
