@@ -29,7 +29,7 @@ from tongsuopy.crypto.asymciphers import ec as sm_ec
 from tongsuopy.crypto.exceptions import InternalError as SmInternalError
 from tongsuopy.crypto.exceptions import InvalidSignature as SmInvalidSignature
 
-DigestAlgorithm = Literal["SM3", "SHA256"]
+DigestAlgorithm = Literal["SM3", "SHA256", "SHA1"]  # SHA1: only to check peers' published file hashes
 SealAlgorithm = Literal["A256GCM", "SM4GCM"]
 SignatureAlgorithm = Literal["SM2-SM3", "RSA-SHA256"]
 SignatureEncoding = Literal["der", "raw"]
@@ -55,6 +55,8 @@ def digest(algorithm: DigestAlgorithm, data: bytes) -> bytes:
         return h.finalize()
     if algorithm == "SHA256":
         return hashlib.sha256(data).digest()
+    if algorithm == "SHA1":
+        return hashlib.sha1(data, usedforsecurity=False).digest()
     raise CryptoError(f"unknown digest algorithm {algorithm!r}")
 
 
@@ -88,8 +90,12 @@ class Sealer:
         if len(self.key) != data_key_size(self.algorithm):
             raise CryptoError(f"{self.algorithm} needs a {data_key_size(self.algorithm)}-byte key")
 
-    def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
+    def seal(self, plaintext: bytes, aad: bytes = b"", *, nonce: bytes | None = None) -> bytes:
+        """``nonce`` is random unless a peer's format dictates it (12 bytes, never reused with a key)."""
+        if nonce is None:
+            nonce = os.urandom(NONCE_BYTES)
+        elif len(nonce) != NONCE_BYTES:
+            raise CryptoError(f"the nonce is {NONCE_BYTES} bytes")
         if self.algorithm == "A256GCM":
             return nonce + AESGCM(self.key).encrypt(nonce, plaintext, aad or None)
         encryptor = Cipher(algorithms.SM4(self.key), modes.GCM(nonce)).encryptor()

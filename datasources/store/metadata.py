@@ -10,6 +10,7 @@ import datasources.credit.tables
 import datasources.his.tables
 import datasources.insurance.tables
 import datasources.mobile_insurance.tables
-import datasources.store.models  # noqa: F401
+import datasources.store.models
+import datasources.wechatpay.tables  # noqa: F401
 
 metadata = SQLModel.metadata
