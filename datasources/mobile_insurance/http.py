@@ -95,7 +95,7 @@ class HttpMobileInsurance:
         raise AssertionError("unreachable")
 
     async def _attempt(self, name: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        body = wire.seal(self.hospital, data, int(self.clock.now().timestamp()))
+        body = wire.seal(self.hospital, data, wire.timestamp(self.clock.now()))
         try:
             response = await self._http.post(wire.PATHS[name], json=body)
         except httpx.TimeoutException:

@@ -87,7 +87,7 @@ def mobile_insurance_sandbox_app(get_sandbox: Callable[[], SandboxMobileInsuranc
     """Serves ``get_sandbox()`` as the platform whose keys and app credentials ``platform`` holds."""
 
     def reply(data: dict[str, Any] | None, code: str = wire.OK, message: str = "success") -> JSONResponse:
-        now = int(get_sandbox().clock.now().timestamp())
+        now = wire.timestamp(get_sandbox().clock.now())
         return JSONResponse(wire.seal(platform, data, now, code=code, message=message))
 
     def page(return_url: str, state: str, error: str = "", status: int = 200) -> HTMLResponse:

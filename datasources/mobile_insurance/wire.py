@@ -13,17 +13,26 @@ Where the rules come from (public material found with the code search; none of i
   as upper-case hex, of which the first 16 characters (as UTF-8 bytes) are the key. ``encData``
   is the upper-case hex of SM4/ECB/PKCS7 of the business data as compact JSON with every
   non-ASCII character escaped as ``\\uXXXX``.
-- ``signData``: the same SDK. Take every envelope field except ``signData``, ``encData`` and
-  ``extra``, add ``data`` (the plaintext business data), sort the keys, skip null and empty
-  values, write ``k=v`` joined by ``&`` and append ``&key=<appSecret>``. ``data`` is written as
-  compact JSON with its keys sorted; in it, top-level numbers and booleans become strings,
-  empty arrays and empty or null values are dropped, and the objects inside top-level arrays have
-  their keys sorted. The string is signed with SM2-with-SM3 (user id ``1234567812345678``), the
-  raw ``r ‖ s`` signature (64 bytes) in base64.
+- ``signData``: the same SDK, and the rule as the platform's interface document states it (quoted
+  in public pages, e.g. blog.csdn.net/wdsfeisng/article/details/125608019 and the Tianjin
+  mobile-payment access guide at blog.cachecha.com/csdn/weixin_43585799/131508579.html). Take
+  every envelope field except ``signData``, ``encData`` and ``extra``, add ``data`` (the plaintext
+  business data), sort the keys by ASCII, skip null and empty values, write ``k=v`` joined by
+  ``&`` and append ``&key=<appSecret>`` (the SDK's form of "append the app secret"). ``data`` is
+  written as compact JSON with its keys sorted and non-ASCII characters as they are (the SDK's
+  ``JSON.stringify``); in it, top-level numbers and booleans become strings, empty arrays and empty
+  or null values are dropped, and the objects inside top-level arrays have their keys sorted. The
+  string's UTF-8 bytes are signed with SM2-with-SM3 (user id ``1234567812345678``), the raw
+  ``r ‖ s`` signature (64 bytes) in base64.
 
-Our choices where the sources are silent (correct them here, nowhere else):
+Our choices where the sources are silent or disagree (correct them here, nowhere else):
 
-- ``timestamp`` in seconds since the epoch, as the JavaScript SDK sends it.
+- The JavaScript SDK is the services platform's (its envelope names the app ``appCode``); the
+  mobile payment document's example names it ``appId`` with ``version`` ``2.0.1``, which we send.
+
+- ``timestamp``: the sources disagree (the JavaScript SDK of the services platform sends seconds
+  since the epoch; the 2.0.1 document's example shows ``20200207175759``). We follow the 2.0.1
+  example: ``yyyyMMddHHmmss`` in Beijing time (``timestamp``); no freshness window is enforced.
 - A reply is signed by the platform's key by the same rule, ``code`` and ``message`` included;
   a rejection carries the stable code of ``contract.py`` in ``code`` and no ``encData``.
 - Amounts in the business data are yuan strings with two decimals (``"12.50"``); numbers are
@@ -40,9 +49,11 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from datasources.clock import SHANGHAI
 from datasources.crypto.primitives import (
     CryptoError,
     PrivateKey,
@@ -96,10 +107,11 @@ def sm4_key(app_id: str, app_secret: str) -> bytes:
     return binascii.hexlify(derived).decode().upper()[:16].encode()
 
 
-def data_json(data: Mapping[str, Any]) -> str:
+def data_json(data: Mapping[str, Any], *, ascii_only: bool = True) -> str:
+    """Compact JSON: escaped to ASCII for ``encData`` (as the SDK does), raw for the signing string."""
     # default=str: a number read as Decimal inside a nested object is written back as a string, which
     # is not what the peer signed; our own data carries amounts as strings, so this only bites peers.
-    return json.dumps(data, ensure_ascii=True, separators=(",", ":"), default=str)
+    return json.dumps(data, ensure_ascii=ascii_only, separators=(",", ":"), default=str)
 
 
 def _sorted(obj: Any) -> Any:
@@ -118,7 +130,7 @@ def _signed_data(data: Mapping[str, Any]) -> str:
         if value is None or value == "" or value == []:
             continue
         cleaned[key] = value
-    return data_json(_sorted(cleaned))
+    return data_json(_sorted(cleaned), ascii_only=False)
 
 
 def _text(value: Any) -> str:
@@ -143,7 +155,11 @@ def signing_string(fields: Mapping[str, Any], data: Mapping[str, Any] | None, ap
     return "&".join(parts)
 
 
-def seal(party: Party, data: Mapping[str, Any] | None, timestamp: int, **extra_fields: str) -> dict[str, Any]:
+def timestamp(at: datetime) -> str:
+    return at.astimezone(SHANGHAI).strftime("%Y%m%d%H%M%S")
+
+
+def seal(party: Party, data: Mapping[str, Any] | None, timestamp: str | int, **extra_fields: str) -> dict[str, Any]:
     """A signed envelope for ``data`` (``None`` for a rejection, which carries no ``encData``)."""
     fields: dict[str, Any] = {
         "appId": party.app_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import UTC, datetime
 
 import pytest
 from gmssl import sm2, sm4
@@ -49,7 +50,7 @@ def test_signing_string_sorts_skips_empty_and_appends_the_secret() -> None:
     text = wire.signing_string(fields, DATA, "SECRET")
     assert text == (
         'appId=A&data={"acctUsedFlag":"1","feedetailList":[{"cnt":"1","feedetlSn":"1","pric":"12.50"}],'
-        '"medfeeSumamt":"12.50","payAuthNo":"AUTH0001","userName":"\\u5f20\\u4e09"}'
+        '"medfeeSumamt":"12.50","payAuthNo":"AUTH0001","userName":"张三"}'
         "&encType=SM4&signType=SM2&timestamp=1700000000&version=2.0.1&key=SECRET"
     )
 
@@ -131,3 +132,7 @@ def test_yuan_and_fen_convert_exactly() -> None:
     for bad in ("1.005", "abc", "NaN", 1.5):
         with pytest.raises(wire.EnvelopeError):
             wire.fen(bad, "x")
+
+
+def test_timestamps_are_beijing_time_as_the_2_0_1_document_shows_them() -> None:
+    assert wire.timestamp(datetime(2020, 2, 7, 9, 57, 59, tzinfo=UTC)) == "20200207175759"
