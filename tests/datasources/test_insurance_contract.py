@@ -8,6 +8,11 @@ HTTP client has (timeouts that leave a write's outcome unknown, retried reads, t
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,17 +20,25 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import select
+from sqlmodel import col
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datasources.clock import SHANGHAI, FixedClock
-from datasources.errors import SourceRejected
+from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.insurance import contract as c
 from datasources.insurance import wire
 from datasources.insurance.client import Institution
+from datasources.insurance.http import HttpInsurancePlatform
 from datasources.insurance.sandbox import InsurancePlatformSandbox, InsuranceSandboxAdmin, SandboxInsurancePlatform
+from datasources.insurance.served import insurance_platform_app
+from datasources.insurance.tables import InsurVisit
 from datasources.store.db import Database
+from tests.conftest import LiveServer
 
-IMPLEMENTATIONS = ["sandbox_in_process"]
+IMPLEMENTATIONS = ["sandbox_in_process", "http_to_served_sandbox"]
 HOSPITAL = Institution(
     fixmedins_code="H44030000001", fixmedins_name="桃源医院", mdtrtarea_admvs="440300", opter="0101",
     opter_name="自助机01", opter_type="2",
@@ -61,7 +74,13 @@ async def stage(request: pytest.FixtureRequest, db: Database, clock: FixedClock)
     if request.param == "sandbox_in_process":
         yield Stage(SandboxInsurancePlatform(sandbox, HOSPITAL, clock, msgids), sandbox, admin, clock, msgids)
         return
-    raise AssertionError(request.param)
+    live = await LiveServer(insurance_platform_app(lambda: sandbox, clock)).start()
+    client = HttpInsurancePlatform(live.url, HOSPITAL, clock, msgids, timeout=5)
+    try:
+        yield Stage(client, sandbox, admin, clock, msgids)
+    finally:
+        await client.aclose()
+        await live.stop()
 
 
 async def rejected(call: Awaitable[Any]) -> str:
@@ -262,3 +281,140 @@ async def test_reversing_a_cancellation_restores_the_visit(stage: Stage) -> None
     await stage.platform.cancel_registration(
         psn_no=psn_no, mdtrt_id=visit.mdtrt_id, ipt_otp_no="MZ0001", insuplc_admdvs="440300"
     )
+
+
+# Only the HTTP client ------------------------------------------------------------------------------------
+class Interposer:
+    """In front of the served sandbox: counts envelopes per infno; can refuse the first of some with a
+    503, and can hold back the answer to others after the platform has applied them."""
+
+    def __init__(
+        self, inner: ASGIApp, *, fail_first: tuple[str, ...] = (), slow: tuple[str, ...] = (), delay: float = 1.0
+    ) -> None:
+        self.inner, self.fail_first, self.slow, self.delay = inner, fail_first, slow, delay
+        self.seen: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        infno = json.loads(body)["infno"]
+        self.seen[infno] += 1
+
+        async def replay() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        if infno in self.fail_first and self.seen[infno] == 1:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"restarting"})
+            return
+        if infno not in self.slow:
+            await self.inner(scope, replay, send)
+            return
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.inner(scope, replay, hold)  # the platform has applied it; the answer is late
+        await asyncio.sleep(self.delay)
+        for message in held:
+            await send(message)
+
+
+async def signed_client(
+    db: Database, clock: FixedClock, **interpose: Any
+) -> tuple[HttpInsurancePlatform, LiveServer, Interposer, InsuranceSandboxAdmin]:
+    interposer = Interposer(insurance_platform_app(lambda: InsurancePlatformSandbox(db, clock), clock), **interpose)
+    live = await LiveServer(interposer).start()  # type: ignore[arg-type]
+    msgids = wire.MsgIds(HOSPITAL.fixmedins_code, clock)
+    client = HttpInsurancePlatform(live.url, HOSPITAL, clock, msgids, timeout=0.3, retries=2, backoff_seconds=0.01)
+    await client.sign_in("0101", "00-1A-2B-3C-4D-5E", "10.0.0.8")
+    return client, live, interposer, InsuranceSandboxAdmin(db)
+
+
+async def test_a_registration_whose_answer_is_lost_is_unknown_and_reversing_it_removes_the_visit(
+    db: Database, clock: FixedClock
+) -> None:
+    client, live, interposer, admin = await signed_client(db, clock, slow=(c.REGISTER,))
+    stage = Stage(client, InsurancePlatformSandbox(db, clock), admin, clock, client.msgids)
+    try:
+        psn_no = await stage.insured(t310=100)
+        with pytest.raises(c.OutcomeUnknown) as caught:
+            await client.register(stage.visit(psn_no))
+        assert (caught.value.infno, interposer.seen[c.REGISTER]) == (c.REGISTER, 1)  # a write is never retried
+        async with db.reading() as s:
+            made = (await s.execute(select(InsurVisit).where(col(InsurVisit.msgid) == caught.value.msgid))).scalar_one()
+        assert made.status == "ACTIVE"  # it did happen
+
+        await client.reverse(psn_no=psn_no, omsgid=caught.value.msgid, oinfno=c.REGISTER, insuplc_admdvs="440300")
+        cancel = client.cancel_registration(
+            psn_no=psn_no, mdtrt_id=made.mdtrt_id, ipt_otp_no="MZ0001", insuplc_admdvs="440300"
+        )
+        assert await rejected(cancel) == c.VISIT_NOT_FOUND
+    finally:
+        await client.aclose()
+        await live.stop()
+
+
+async def test_person_info_is_retried_under_the_same_msgid_and_a_failed_write_is_not(
+    db: Database, clock: FixedClock
+) -> None:
+    client, live, interposer, admin = await signed_client(db, clock, fail_first=(c.PERSON_INFO, c.REGISTER))
+    stage = Stage(client, InsurancePlatformSandbox(db, clock), admin, clock, client.msgids)
+    try:
+        psn_no = await stage.insured(t310=100)
+        assert (await client.person_info(c.CERT_RESIDENT_ID, CERTNO, "王五")).psn_no == psn_no
+        assert interposer.seen[c.PERSON_INFO] == 2
+        with pytest.raises(c.OutcomeUnknown, match="HTTP 503") as caught:
+            await client.register(stage.visit(psn_no))
+        assert interposer.seen[c.REGISTER] == 1
+        # It never reached the platform, which says so when asked to reverse it.
+        never = client.reverse(psn_no=psn_no, omsgid=caught.value.msgid, oinfno=c.REGISTER, insuplc_admdvs="440300")
+        assert await rejected(never) == c.REVERSAL_TARGET_UNKNOWN
+        assert (await client.register(stage.visit(psn_no))).mdtrt_id
+    finally:
+        await client.aclose()
+        await live.stop()
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_a_platform_that_is_down_opens_the_circuit(clock: FixedClock) -> None:
+    client = HttpInsurancePlatform(
+        f"http://127.0.0.1:{unused_port()}", HOSPITAL, clock, wire.MsgIds(HOSPITAL.fixmedins_code, clock),
+        timeout=1, retries=0, failure_threshold=2, cooldown_seconds=30,
+    )
+    try:
+        for _ in range(2):
+            with pytest.raises(SourceUnavailable, match="transport error"):
+                await client.sign_in("0101", "mac", "ip")
+        started = time.monotonic()
+        with pytest.raises(SourceUnavailable, match="circuit open"):
+            await client.person_info(c.CERT_RESIDENT_ID, CERTNO, "王五")
+        assert time.monotonic() - started < 0.05
+    finally:
+        await client.aclose()
+
+
+async def test_the_served_platform_answers_a_malformed_envelope_with_bad_request(
+    db: Database, clock: FixedClock
+) -> None:
+    live = await LiveServer(insurance_platform_app(lambda: InsurancePlatformSandbox(db, clock), clock)).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.url) as http:
+            for body in (b"not json", b'{"infno": "1101"}', b"[]"):
+                response = await http.post(wire.PATH, content=body)
+                answer = wire.Response.from_json(wire.loads(response.content))
+                assert (response.status_code, answer.infcode, answer.rejection[0]) == (400, -1, c.BAD_REQUEST)
+    finally:
+        await live.stop()

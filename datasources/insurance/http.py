@@ -1,0 +1,108 @@
+"""``HttpInsurancePlatform``: the contract over the platform's HTTP endpoint (envelope in ``wire.py``).
+
+Every exchange has a timeout. Reads (1101 person info, and 9001 sign-in, which only hands out a new
+sign_no) are retried a bounded number of times under the same msgid: the platform answers a repeat
+with its first answer. Writes are never retried: a write that failed in transit raises
+``OutcomeUnknown`` naming its msgid, and the caller reverses it with 2601. A circuit breaker stops
+calling a platform that keeps failing. httpx errors never leave this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import httpx
+
+from datasources.clock import Clock
+from datasources.errors import SourceUnavailable
+from datasources.his.http import CircuitBreaker
+from datasources.insurance import contract as c
+from datasources.insurance import wire
+from datasources.insurance.client import Institution, PlatformClient
+
+log = logging.getLogger(__name__)
+READS = frozenset({c.PERSON_INFO, c.SIGN_IN})
+
+
+class _Failed(Exception):
+    """One attempt failed in transit (worth retrying for reads, and counted by the breaker)."""
+
+
+class HttpInsurancePlatform(PlatformClient):
+    def __init__(
+        self,
+        base_url: str,
+        institution: Institution,
+        clock: Clock,
+        msgids: wire.MsgIds,
+        *,
+        timeout: float,
+        retries: int = 2,
+        backoff_seconds: float = 0.05,
+        failure_threshold: int = 5,
+        cooldown_seconds: float = 10.0,
+    ) -> None:
+        super().__init__(self._exchange_http, institution, clock, msgids)
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.breaker = CircuitBreaker(threshold=failure_threshold, cooldown=cooldown_seconds)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout),
+            headers={"content-type": "application/json", "accept": "application/json"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _exchange_http(self, request: wire.Request) -> wire.Response:
+        body = wire.dumps(request.to_json()).encode()
+        attempts = 1 + (self.retries if request.infno in READS else 0)
+        for attempt in range(attempts):
+            try:
+                self.breaker.admit()
+            except SourceUnavailable:
+                raise SourceUnavailable(c.SOURCE, "circuit open: the platform failed repeatedly") from None
+            try:
+                answer = await self._attempt(body)
+            except _Failed as exc:
+                self.breaker.failed()
+                if attempt + 1 < attempts:
+                    log.info("insurance %s failed (%s); retrying", request.infno, exc)
+                    await asyncio.sleep(self.backoff_seconds * 2**attempt)
+                    continue
+                message = f"{request.infno} {request.msgid}: {exc}"
+                if request.infno in READS:
+                    raise SourceUnavailable(c.SOURCE, message) from None
+                raise c.OutcomeUnknown(c.SOURCE, message, msgid=request.msgid, infno=request.infno) from None
+            except BaseException:
+                self.breaker.answered()
+                raise
+            self.breaker.succeeded()
+            return answer
+        raise AssertionError("unreachable")
+
+    async def _attempt(self, body: bytes) -> wire.Response:
+        try:
+            response = await self._http.post(wire.PATH, content=body)
+        except httpx.TimeoutException:
+            raise _Failed("timed out") from None
+        except httpx.TransportError as exc:
+            raise _Failed(f"transport error {type(exc).__name__}") from None
+        if response.status_code >= 500:
+            raise _Failed(f"HTTP {response.status_code}")
+        try:
+            return wire.Response.from_json(wire.loads(response.content))
+        except (ValueError, UnicodeDecodeError):
+            # Something answered, but not the platform (a proxy page, a wrong URL).
+            raise _Failed(f"HTTP {response.status_code} without an envelope") from None
+
+
+if TYPE_CHECKING:  # mypy proves HttpInsurancePlatform keeps to the contract
+    from datasources.clock import SystemClock
+
+    _conforms: c.InsurancePlatform = HttpInsurancePlatform(
+        "http://fsi.invalid", Institution("H00000000000", "", "", "", ""), SystemClock(),
+        wire.MsgIds("H00000000000", SystemClock()), timeout=1.0,
+    )
