@@ -9,8 +9,11 @@ base64), so the implementation cannot agree with itself on a wrong rule.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 import json
+import zipfile
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -294,6 +297,32 @@ async def test_unpaid_trades_close_and_closed_trades_cannot_be_paid_or_refunded(
     assert await rejected(stage.sandbox.pay("REG-LATE")) == c.TRADE_HAS_CLOSE
 
 
+async def test_concurrent_refunds_never_pass_the_total_and_one_request_number_refunds_once(stage: Stage) -> None:
+    await stage.paid("REG-X", 1000)
+    same = await asyncio.gather(*[
+        stage.alipay.refund(out_trade_no="REG-X", out_request_no="RF-SAME", refund_fen=300, reason="")
+        for _ in range(10)
+    ])
+    assert sum(r.fund_change for r in same) == 1
+    assert {r.refunded_total_fen for r in same} == {300}
+
+    outcomes = await asyncio.gather(*[
+        stage.alipay.refund(out_trade_no="REG-X", out_request_no=f"RF-{i}", refund_fen=200, reason="")
+        for i in range(6)
+    ], return_exceptions=True)
+    done = [o for o in outcomes if isinstance(o, c.RefundResult)]
+    refused = [o.code for o in outcomes if isinstance(o, SourceRejected)]
+    assert (len(done), refused) == (3, [c.REFUND_AMT_NOT_EQUAL_TOTAL] * 3)
+    last = await stage.alipay.refund(out_trade_no="REG-X", out_request_no="RF-LAST", refund_fen=100, reason="")
+    assert last.refunded_total_fen == 1000
+    assert (await stage.alipay.query("REG-X")).trade_status == c.TRADE_CLOSED
+
+
+async def test_concurrent_creates_of_one_order_make_one_trade(stage: Stage) -> None:
+    created = await asyncio.gather(*[stage.create("REG-TWIN", 880) for _ in range(8)])
+    assert len({t.trade_no for t in created}) == 1
+
+
 # The bill -------------------------------------------------------------------------------------------
 async def test_the_day_bill_lists_payments_and_refunds_with_totals_exact_in_fen(stage: Stage) -> None:
     monday = local_date(stage.clock.now())
@@ -467,6 +496,46 @@ async def test_writes_are_not_retried_queries_are_and_the_circuit_opens(keys: Ke
     finally:
         await client.aclose()
         await live.stop()
+
+
+async def test_the_bill_link_serves_alipays_file_once_a_zip_of_the_gbk_detail_csv(
+    db: Database, clock: FixedClock, keys: Keys
+) -> None:
+    sandbox = SandboxAlipay(db, clock, keys.platform_config)
+    live = await serve(alipay_gateway_app(lambda: sandbox))
+    client = HttpAlipay(live.url + "/gateway.do", keys.merchant_config, timeout=5, clock=clock)
+    monday = local_date(clock.now())
+    try:
+        await sandbox.create_trade(
+            out_trade_no="Z1", subject="门诊缴费", amount_fen=4321, buyer_id=BUYER, notify_url="",
+            expires_at=clock.now() + timedelta(minutes=5),
+        )
+        await sandbox.pay("Z1", deliver=False)
+        clock.advance(days=1)
+        params = client.signed_params(
+            "alipay.data.dataservice.bill.downloadurl.query", {"bill_type": "trade", "bill_date": monday.isoformat()}
+        )
+        async with httpx.AsyncClient() as http:
+            answer = (await http.post(live.url + "/gateway.do", data=params)).json()
+            url = answer["alipay_data_dataservice_bill_downloadurl_query_response"]["bill_download_url"]
+            first = await http.get(url)
+            second = await http.get(url)
+        assert (first.status_code, second.status_code) == (200, 404)
+        with zipfile.ZipFile(io.BytesIO(first.content)) as archive:
+            [name] = archive.namelist()
+            text = archive.read(name).decode("gbk")
+        assert name == "2088000000000001_20261123_业务明细.csv"
+        rows = text.splitlines()
+        assert rows[0] == "#支付宝业务明细查询" and rows[-1].startswith("#交易合计：1笔")
+        header = next(r for r in rows if not r.startswith("#"))
+        assert header.split(",")[11:13] == ["订单金额（元）", "商家实收（元）"]
+        [line] = [r for r in rows if not r.startswith("#") and r != header]
+        assert line.split(",")[1:4] == ["Z1\t", "交易", "门诊缴费"] and line.split(",")[11] == "43.21"
+        assert [(b.out_trade_no, b.amount_fen) for b in await client.bill(monday)] == [("Z1", 4321)]
+    finally:
+        await client.aclose()
+        await live.stop()
+        await sandbox.aclose()
 
 
 async def test_an_unreachable_gateway_is_unavailable_not_an_httpx_error(keys: Keys, clock: FixedClock) -> None:
