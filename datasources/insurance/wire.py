@@ -7,7 +7,10 @@ names the platform's own message id in ``inf_refmsgid``.
 
 Field names and formats follow the published specification as widely reproduced by hospital
 integrations: ``msgid`` is the 12-character fixmedins code + ``yyyyMMddHHmmss`` + a 4-digit
-sequence (30 characters); ``inf_time`` is ``yyyy-MM-dd HH:mm:ss`` in Beijing time; amounts are
+sequence (30 characters); the answer's ``inf_refmsgid`` is the receiver's division code (6) + time
+(14) + a 10-digit serial, and ``refmsg_time``/``respond_time`` are ``yyyyMMddHHmmssSSS``; ``infcode``
+is a number, though some gateways send it as a string (both are read); the endpoint is
+``POST /fsi/api/rsfComIfsService/callService``; ``inf_time`` is ``yyyy-MM-dd HH:mm:ss`` in Beijing time; amounts are
 yuan numbers with two decimals, read here as ``Decimal`` (never float arithmetic) and turned into
 integer fen exactly.
 

@@ -244,6 +244,23 @@ async def test_a_repeated_msgid_gets_the_first_answer_and_changes_nothing(stage:
     )
 
 
+async def test_the_same_registration_sent_concurrently_under_one_msgid_is_applied_once(stage: Stage) -> None:
+    psn_no = await stage.insured(t310=100)
+    signed = await stage.platform.sign_in("0101", "00-1A-2B-3C-4D-5E", "10.0.0.8")
+    data = {
+        "psn_no": psn_no, "insutype": "310", "begntime": wire.inf_time(stage.clock.now()), "mdtrt_cert_type": "02",
+        "mdtrt_cert_no": CERTNO, "ipt_otp_no": "MZ0003", "atddr_no": "D1", "dr_name": "张医生", "dept_code": "0301",
+        "dept_name": "心内科门诊", "caty": "A03",
+    }
+    request = envelope(stage, c.REGISTER, {"data": data}, sign_no=signed.sign_no)
+    answers = await asyncio.gather(*(stage.sandbox.handle(request) for _ in range(10)))
+    assert {a.infcode for a in answers} == {wire.SUCCESS}
+    assert len({a.inf_refmsgid for a in answers}) == 1
+    async with stage.sandbox.db.reading() as s:
+        visits = (await s.execute(select(InsurVisit).where(col(InsurVisit.psn_no) == psn_no))).scalars().all()
+    assert len(visits) == 1
+
+
 async def test_a_reversed_registration_no_longer_exists(stage: Stage) -> None:
     psn_no = await stage.insured(t310=100)
     await stage.platform.sign_in("0101", "00-1A-2B-3C-4D-5E", "10.0.0.8")
