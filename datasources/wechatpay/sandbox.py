@@ -13,6 +13,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
 import httpx
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from datasources.clock import SHANGHAI, Clock, local_date, local_datetime
+from datasources.clock import SHANGHAI, Clock, SystemClock, local_date, local_datetime
 from datasources.crypto.primitives import PrivateKey, load_private_key
 from datasources.errors import SourceRejected
 from datasources.store.db import Database
@@ -264,11 +265,12 @@ class SandboxWeChatPay:
                     .order_by(col(WxpayRefund.success_time), col(WxpayRefund.id))
                 )
             ).scalars().all()
+            refunded = sorted({r.out_trade_no for r in refunds})
             refunded_orders = {
                 o.out_trade_no: o
                 for o in (
                     await s.execute(
-                        select(WxpayOrder).where(col(WxpayOrder.out_trade_no).in_({r.out_trade_no for r in refunds}))
+                        select(WxpayOrder).where(col(WxpayOrder.out_trade_no).in_(refunded))
                     )
                 ).scalars().all()
             }
@@ -448,4 +450,7 @@ class SandboxWeChatPay:
         return (await s.execute(stmt)).scalar_one_or_none()
 
 
-__all__ = ["PlatformKeys", "SandboxWeChatPay"]
+if TYPE_CHECKING:  # mypy proves the sandbox keeps to the contract
+    _conforms: c.WeChatPay = SandboxWeChatPay(
+        Database("sqlite+aiosqlite://"), SystemClock(), cast(c.MerchantConfig, None), cast(PlatformKeys, None)
+    )

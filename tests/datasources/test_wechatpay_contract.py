@@ -8,6 +8,7 @@ signatures and ciphertexts are made and checked here with ``cryptography`` direc
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -449,3 +450,22 @@ def test_primitives_added_for_wechat_pay_seal_with_a_given_nonce_and_sha1() -> N
         Sealer("A256GCM", key).seal(b"x", nonce=b"short")
     assert Sealer("A256GCM", key).seal(b"x")[:12] != Sealer("A256GCM", key).seal(b"x")[:12]
     assert digest("SHA1", b"bill") == hashlib.sha1(b"bill", usedforsecurity=False).digest()
+
+
+async def test_concurrent_refunds_never_return_more_than_was_paid(stage: Stage) -> None:
+    await stage.sandbox.pay(await stage.order("REG-RACE", 1000))
+    results = await asyncio.gather(
+        *(stage.pay.refund("REG-RACE", f"RACE-{i}", 300, 1000, "", "") for i in range(6)), return_exceptions=True
+    )
+    won = [r for r in results if isinstance(r, c.Refund)]
+    lost = [r for r in results if isinstance(r, SourceRejected)]
+    assert len(won) == 3 and len(lost) == 3 and {r.code for r in lost} == {c.NOT_ENOUGH}
+    assert await stage.pay.refund("REG-RACE", "RACE-LAST", 100, 1000, "", "") is not None
+    assert await rejected(stage.pay.refund("REG-RACE", "RACE-MORE", 1, 1000, "", "")) == c.NOT_ENOUGH
+
+
+async def test_paying_twice_at_once_pays_once(stage: Stage) -> None:
+    prepay_id = await stage.order("REG-TWICE", 100)
+    results = await asyncio.gather(stage.sandbox.pay(prepay_id), stage.sandbox.pay(prepay_id), return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["SourceRejected", "Transaction"]
+    assert [n.event_type for n in await stage.sandbox.notifications("REG-TWICE")] == ["TRANSACTION.SUCCESS"]
