@@ -229,6 +229,8 @@ def parse_notification(
         transaction = refund = None
         if event_type.startswith("TRANSACTION."):
             transaction = to_transaction(plain)
+            if (transaction.mchid, transaction.appid) != (merchant.mchid, merchant.appid):
+                raise WireError("the transaction is another merchant's")
         elif event_type.startswith("REFUND."):
             refund = to_refund(plain)
         else:

@@ -469,3 +469,20 @@ async def test_paying_twice_at_once_pays_once(stage: Stage) -> None:
     results = await asyncio.gather(stage.sandbox.pay(prepay_id), stage.sandbox.pay(prepay_id), return_exceptions=True)
     assert sorted(type(r).__name__ for r in results) == ["SourceRejected", "Transaction"]
     assert [n.event_type for n in await stage.sandbox.notifications("REG-TWICE")] == ["TRANSACTION.SUCCESS"]
+
+
+def test_a_platform_certificate_key_verifies_too_and_other_merchants_are_refused(keys: Keys) -> None:
+    certificate_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    config = c.MerchantConfig(
+        **{**{f: getattr(keys.config, f) for f in keys.config.__dataclass_fields__},
+           "platform_certificates": (("3775B6A45ACD588826D15E583A95F5DD", _public_pem(certificate_key)),)}
+    )
+    now = FixedClock(wire.parse_time("2026-11-23T09:10:00+08:00"))
+    at = int(now.now().timestamp())
+    headers, body = make_notification(keys, PLAIN, at=at, key=certificate_key, serial="3775B6A45ACD588826D15E583A95F5DD")
+    assert wire.parse_notification(config, headers, body, now.now()).transaction is not None
+    with pytest.raises(SourceRejected):  # the same key under the public key's id is not the right key
+        wire.parse_notification(config, *make_notification(keys, PLAIN, at=at, key=certificate_key), now.now())
+    other = {**PLAIN, "mchid": "1900000109"}
+    with pytest.raises(SourceRejected):
+        wire.parse_notification(config, *make_notification(keys, other, at=at), now.now())
