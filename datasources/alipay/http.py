@@ -21,9 +21,9 @@ import httpx
 
 from datasources.alipay import contract as c
 from datasources.alipay import wire
+from datasources.breaker import CircuitBreaker
 from datasources.clock import Clock, SystemClock
 from datasources.errors import SourceRejected, SourceUnavailable
-from datasources.his.http import CircuitBreaker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,7 +45,7 @@ class HttpAlipay:
         self.clock = clock or SystemClock()
         self.retries = retries
         self.backoff_seconds = backoff_seconds
-        self.breaker = CircuitBreaker(threshold=failure_threshold, cooldown=cooldown_seconds)
+        self.breaker = CircuitBreaker(wire.SOURCE, threshold=failure_threshold, cooldown=cooldown_seconds)
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout))
 
     async def aclose(self) -> None:

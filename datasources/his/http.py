@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from datasources.breaker import CircuitBreaker
 from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.his import contract as c
 from datasources.his import wire
@@ -29,52 +28,6 @@ log = logging.getLogger(__name__)
 
 class _Failed(Exception):
     """One attempt failed in a way worth retrying (for reads) and counting (for the breaker)."""
-
-
-class CircuitBreaker:
-    """closed → (threshold consecutive failures) → open → (cool-down) → half-open: one trial call."""
-
-    def __init__(
-        self, *, threshold: int, cooldown: float, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self._monotonic = monotonic
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_running = False
-
-    @property
-    def state(self) -> str:
-        if self._opened_at is None:
-            return "closed"
-        return "half-open" if self._monotonic() - self._opened_at >= self.cooldown else "open"
-
-    def admit(self) -> None:
-        """Raises ``SourceUnavailable`` at once unless a call may go out now."""
-        state = self.state
-        if state == "closed":
-            return
-        if state == "open" or self._trial_running:
-            raise SourceUnavailable(SOURCE, "circuit open: HIS failed repeatedly, not calling it for a while")
-        self._trial_running = True
-
-    def succeeded(self) -> None:
-        self._failures = 0
-        self._opened_at = None
-        self._trial_running = False
-
-    def failed(self) -> None:
-        self._failures += 1
-        if self._trial_running or self._failures >= self.threshold:
-            if self._opened_at is None or self._trial_running:
-                log.warning("HIS circuit opens after %d consecutive failures", self._failures)
-            self._opened_at = self._monotonic()
-        self._trial_running = False
-
-    def answered(self) -> None:
-        """The call ended without a verdict on HIS's health (e.g. it was cancelled)."""
-        self._trial_running = False
 
 
 class HttpHIS:
@@ -92,7 +45,7 @@ class HttpHIS:
     ) -> None:
         self.retries = retries
         self.backoff_seconds = backoff_seconds
-        self.breaker = CircuitBreaker(threshold=failure_threshold, cooldown=cooldown_seconds)
+        self.breaker = CircuitBreaker(SOURCE, threshold=failure_threshold, cooldown=cooldown_seconds)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(timeout),

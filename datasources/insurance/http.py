@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from datasources.breaker import CircuitBreaker
 from datasources.clock import Clock
 from datasources.errors import SourceUnavailable
-from datasources.his.http import CircuitBreaker
 from datasources.insurance import contract as c
 from datasources.insurance import wire
 from datasources.insurance.client import Institution, PlatformClient
@@ -47,7 +47,7 @@ class HttpInsurancePlatform(PlatformClient):
         super().__init__(self._exchange_http, institution, clock, msgids)
         self.retries = retries
         self.backoff_seconds = backoff_seconds
-        self.breaker = CircuitBreaker(threshold=failure_threshold, cooldown=cooldown_seconds)
+        self.breaker = CircuitBreaker(c.SOURCE, threshold=failure_threshold, cooldown=cooldown_seconds)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout),
             headers={"content-type": "application/json", "accept": "application/json"},

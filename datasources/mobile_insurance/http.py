@@ -18,9 +18,9 @@ from urllib.parse import urlencode
 
 import httpx
 
+from datasources.breaker import CircuitBreaker
 from datasources.clock import Clock
 from datasources.errors import SourceRejected, SourceUnavailable
-from datasources.his.http import CircuitBreaker
 from datasources.mobile_insurance import contract as c
 from datasources.mobile_insurance import transactions as t
 from datasources.mobile_insurance import wire
@@ -54,7 +54,7 @@ class HttpMobileInsurance:
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.auth_page_url = auth_page_url or base_url.rstrip("/") + wire.AUTH_PAGE
-        self.breaker = CircuitBreaker(threshold=failure_threshold, cooldown=cooldown_seconds)
+        self.breaker = CircuitBreaker(SOURCE, threshold=failure_threshold, cooldown=cooldown_seconds)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=httpx.Timeout(timeout), headers={"accept": "application/json"}
         )

@@ -20,10 +20,10 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
+from datasources.breaker import CircuitBreaker
 from datasources.clock import Clock, SystemClock
 from datasources.crypto.primitives import digest, load_private_key
 from datasources.errors import SourceRejected, SourceUnavailable
-from datasources.his.http import CircuitBreaker
 from datasources.wechatpay import contract as c
 from datasources.wechatpay import wire
 
@@ -53,7 +53,7 @@ class HttpWeChatPay:
         self.clock: Clock = clock or SystemClock()
         self.retries = retries
         self.backoff_seconds = backoff_seconds
-        self.breaker = CircuitBreaker(threshold=failure_threshold, cooldown=cooldown_seconds)
+        self.breaker = CircuitBreaker(SOURCE, threshold=failure_threshold, cooldown=cooldown_seconds)
         self._key = load_private_key(merchant.private_key_pem)
         self._base = base_url.rstrip("/")
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout))
