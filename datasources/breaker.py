@@ -3,13 +3,20 @@ hammered; after a cool-down one trial call decides whether it is back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from datasources.errors import SourceUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class AttemptFailed(Exception):
+    """One attempt failed in a way worth retrying (idempotent calls) and counting (for the breaker)."""
 
 
 class CircuitBreaker:
@@ -59,3 +66,34 @@ class CircuitBreaker:
     def answered(self) -> None:
         """The call ended without a verdict on the system's health (e.g. it was cancelled)."""
         self._trial_running = False
+
+    async def call(
+        self,
+        what: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        tries: int = 1,
+        backoff_s: float = 0.0,
+        exhausted: Callable[[str], Exception] | None = None,
+    ) -> T:
+        """Makes ``attempt`` through the breaker. ``AttemptFailed`` counts as a failure and is tried
+        again, ``tries`` times in all with exponential backoff: more than 1 for idempotent calls only.
+        The last failure raises ``exhausted(message)`` (e.g. "outcome unknown") or SourceUnavailable."""
+        for n in range(tries):
+            self.admit()
+            try:
+                result = await attempt()
+            except AttemptFailed as exc:
+                self.failed()
+                message = f"{what}: {exc}"
+                if n + 1 == tries:
+                    raise (exhausted(message) if exhausted else SourceUnavailable(self.source, message)) from None
+                log.info("%s %s failed (%s); retrying", self.source, what, exc)
+                await asyncio.sleep(backoff_s * 2**n)
+                continue
+            except BaseException:
+                self.answered()
+                raise
+            self.succeeded()
+            return result
+        raise ValueError("tries must be at least 1")

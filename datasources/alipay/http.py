@@ -10,7 +10,6 @@ stops calls to a gateway that keeps failing. httpx errors never leave this modul
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,7 +20,7 @@ import httpx
 
 from datasources.alipay import contract as c
 from datasources.alipay import wire
-from datasources.breaker import CircuitBreaker
+from datasources.breaker import AttemptFailed, CircuitBreaker
 from datasources.clock import Clock, SystemClock
 from datasources.errors import SourceRejected, SourceUnavailable
 
@@ -29,8 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _Failed(Exception):
-    """One attempt failed in a way worth retrying (for reads) and counting (for the breaker)."""
+_Failed = AttemptFailed
 
 
 class HttpAlipay:
@@ -53,27 +51,8 @@ class HttpAlipay:
 
     # Transport -------------------------------------------------------------------------------
     async def _guarded(self, what: str, attempt: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
-        attempts = 1 + (self.retries if idempotent else 0)
-        for n in range(attempts):
-            try:
-                self.breaker.admit()
-            except SourceUnavailable:
-                raise SourceUnavailable(wire.SOURCE, "circuit open: Alipay failed repeatedly") from None
-            try:
-                result = await attempt()
-            except _Failed as exc:
-                self.breaker.failed()
-                if n + 1 == attempts:
-                    raise SourceUnavailable(wire.SOURCE, f"{what}: {exc}") from None
-                log.info("Alipay %s failed (%s); retrying", what, exc)
-                await asyncio.sleep(self.backoff_seconds * 2**n)
-                continue
-            except BaseException:
-                self.breaker.answered()
-                raise
-            self.breaker.succeeded()
-            return result
-        raise AssertionError("unreachable")
+        tries = 1 + (self.retries if idempotent else 0)
+        return await self.breaker.call(what, attempt, tries=tries, backoff_s=self.backoff_seconds)
 
     def signed_params(self, method: str, biz: Mapping[str, Any], notify_url: str | None = None) -> dict[str, str]:
         params = {

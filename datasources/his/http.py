@@ -10,14 +10,13 @@ never leave this module.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from datasources.breaker import CircuitBreaker
+from datasources.breaker import AttemptFailed, CircuitBreaker
 from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.his import contract as c
 from datasources.his import wire
@@ -26,8 +25,7 @@ SOURCE = "his"
 log = logging.getLogger(__name__)
 
 
-class _Failed(Exception):
-    """One attempt failed in a way worth retrying (for reads) and counting (for the breaker)."""
+_Failed = AttemptFailed
 
 
 class HttpHIS:
@@ -59,23 +57,10 @@ class HttpHIS:
         method = wire.METHODS[name]
         body = wire.encode_arguments(method, arguments)
         attempts = 1 + (self.retries if method.idempotent else 0)
-        for attempt in range(attempts):
-            self.breaker.admit()
-            try:
-                envelope = await self._attempt(name, body)
-            except _Failed as exc:
-                self.breaker.failed()
-                if attempt + 1 == attempts:
-                    raise SourceUnavailable(SOURCE, f"{name}: {exc}") from None
-                log.info("HIS %s failed (%s); retrying", name, exc)
-                await asyncio.sleep(self.backoff_seconds * 2**attempt)
-                continue
-            except BaseException:
-                self.breaker.answered()
-                raise
-            self.breaker.succeeded()
-            return self._result(method, envelope)
-        raise AssertionError("unreachable")
+        envelope = await self.breaker.call(
+            name, lambda: self._attempt(name, body), tries=attempts, backoff_s=self.backoff_seconds
+        )
+        return self._result(method, envelope)
 
     async def _attempt(self, name: str, body: dict[str, Any]) -> Any:
         try:

@@ -9,13 +9,12 @@ calling a platform that keeps failing. httpx errors never leave this module.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 import httpx
 
-from datasources.breaker import CircuitBreaker
+from datasources.breaker import AttemptFailed, CircuitBreaker
 from datasources.clock import Clock
 from datasources.errors import SourceUnavailable
 from datasources.insurance import contract as c
@@ -26,8 +25,7 @@ log = logging.getLogger(__name__)
 READS = frozenset({c.PERSON_INFO, c.SIGN_IN})
 
 
-class _Failed(Exception):
-    """One attempt failed in transit (worth retrying for reads, and counted by the breaker)."""
+_Failed = AttemptFailed
 
 
 class HttpInsurancePlatform(PlatformClient):
@@ -59,29 +57,18 @@ class HttpInsurancePlatform(PlatformClient):
     async def _exchange_http(self, request: wire.Request) -> wire.Response:
         body = wire.dumps(request.to_json()).encode()
         attempts = 1 + (self.retries if request.infno in READS else 0)
-        for attempt in range(attempts):
-            try:
-                self.breaker.admit()
-            except SourceUnavailable:
-                raise SourceUnavailable(c.SOURCE, "circuit open: the platform failed repeatedly") from None
-            try:
-                answer = await self._attempt(body)
-            except _Failed as exc:
-                self.breaker.failed()
-                if attempt + 1 < attempts:
-                    log.info("insurance %s failed (%s); retrying", request.infno, exc)
-                    await asyncio.sleep(self.backoff_seconds * 2**attempt)
-                    continue
-                message = f"{request.infno} {request.msgid}: {exc}"
-                if request.infno in READS:
-                    raise SourceUnavailable(c.SOURCE, message) from None
-                raise c.OutcomeUnknown(c.SOURCE, message, msgid=request.msgid, infno=request.infno) from None
-            except BaseException:
-                self.breaker.answered()
-                raise
-            self.breaker.succeeded()
-            return answer
-        raise AssertionError("unreachable")
+        def unknown(message: str) -> Exception:
+            if request.infno in READS:
+                return SourceUnavailable(c.SOURCE, message)
+            return c.OutcomeUnknown(c.SOURCE, message, msgid=request.msgid, infno=request.infno)
+
+        return await self.breaker.call(
+            f"{request.infno} {request.msgid}",
+            lambda: self._attempt(body),
+            tries=attempts,
+            backoff_s=self.backoff_seconds,
+            exhausted=unknown,
+        )
 
     async def _attempt(self, body: bytes) -> wire.Response:
         try:

@@ -10,7 +10,6 @@ circuit breaker is the HIS client's. httpx errors never leave this module.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,7 +17,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from datasources.breaker import CircuitBreaker
+from datasources.breaker import AttemptFailed, CircuitBreaker
 from datasources.clock import Clock
 from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.mobile_insurance import contract as c
@@ -31,8 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _Failed(Exception):
-    """One attempt failed in a way worth retrying (reads) and counting (the breaker)."""
+_Failed = AttemptFailed
 
 
 class HttpMobileInsurance:
@@ -64,35 +62,19 @@ class HttpMobileInsurance:
 
     async def _call(self, name: str, data: dict[str, Any], read: Callable[[dict[str, Any]], T]) -> T:
         attempts = 1 + (self.retries if name in IDEMPOTENT else 0)
-        for attempt in range(attempts):
-            try:
-                self.breaker.admit()
-            except SourceUnavailable:
-                raise SourceUnavailable(SOURCE, "circuit open: the platform failed repeatedly") from None
-            try:
-                fields, answer = await self._attempt(name, data)
-            except _Failed as exc:
-                self.breaker.failed()
-                if attempt + 1 == attempts:
-                    raise SourceUnavailable(SOURCE, f"{name}: {exc}") from None
-                log.info("mobile insurance %s failed (%s); retrying", name, exc)
-                await asyncio.sleep(self.backoff_seconds * 2**attempt)
-                continue
-            except BaseException:
-                self.breaker.answered()
-                raise
-            self.breaker.succeeded()
-            code = str(fields.get("code", ""))
-            if code != wire.OK:
-                message = fields.get("message")
-                raise SourceRejected(SOURCE, code, message if isinstance(message, str) else "")
-            if answer is None:
-                raise SourceUnavailable(SOURCE, f"{name}: a success without encData")
-            try:
-                return read(answer)
-            except (wire.EnvelopeError, ValueError) as exc:
-                raise SourceUnavailable(SOURCE, f"{name}: unreadable answer ({exc})") from None
-        raise AssertionError("unreachable")
+        fields, answer = await self.breaker.call(
+            name, lambda: self._attempt(name, data), tries=attempts, backoff_s=self.backoff_seconds
+        )
+        code = str(fields.get("code", ""))
+        if code != wire.OK:
+            message = fields.get("message")
+            raise SourceRejected(SOURCE, code, message if isinstance(message, str) else "")
+        if answer is None:
+            raise SourceUnavailable(SOURCE, f"{name}: a success without encData")
+        try:
+            return read(answer)
+        except (wire.EnvelopeError, ValueError) as exc:
+            raise SourceUnavailable(SOURCE, f"{name}: unreadable answer ({exc})") from None
 
     async def _attempt(self, name: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
         body = wire.seal(self.hospital, data, wire.timestamp(self.clock.now()))

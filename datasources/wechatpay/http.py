@@ -11,7 +11,6 @@ a WeChat Pay that keeps failing. httpx errors never leave this module.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import date, datetime
@@ -20,7 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
-from datasources.breaker import CircuitBreaker
+from datasources.breaker import AttemptFailed, CircuitBreaker
 from datasources.clock import Clock, SystemClock
 from datasources.crypto.primitives import digest, load_private_key
 from datasources.errors import SourceRejected, SourceUnavailable
@@ -32,8 +31,7 @@ log = logging.getLogger(__name__)
 RESPONSE_MAX_AGE_SECONDS = 300
 
 
-class _Failed(Exception):
-    """One attempt failed in a way worth retrying (GETs) and counting (the breaker)."""
+_Failed = AttemptFailed
 
 
 class HttpWeChatPay:
@@ -75,26 +73,13 @@ class HttpWeChatPay:
         target = path + ("?" + urlencode(query) if query else "")
         body = "" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         attempts = 1 + (self.retries if method == "GET" else 0)
-        for attempt in range(attempts):
-            try:
-                self.breaker.admit()
-            except SourceUnavailable:
-                raise SourceUnavailable(SOURCE, "circuit open: WeChat Pay failed repeatedly") from None
-            try:
-                response = await self._attempt(method, target, body)
-            except _Failed as exc:
-                self.breaker.failed()
-                if attempt + 1 == attempts:
-                    raise SourceUnavailable(SOURCE, f"{method} {path}: {exc}") from None
-                log.info("WeChat Pay %s %s failed (%s); retrying", method, path, exc)
-                await asyncio.sleep(self.backoff_seconds * 2**attempt)
-                continue
-            except BaseException:
-                self.breaker.answered()
-                raise
-            self.breaker.succeeded()
-            return self._result(method, path, response)
-        raise AssertionError("unreachable")
+        response = await self.breaker.call(
+            f"{method} {path}",
+            lambda: self._attempt(method, target, body),
+            tries=attempts,
+            backoff_s=self.backoff_seconds,
+        )
+        return self._result(method, path, response)
 
     async def _attempt(self, method: str, target: str, body: str) -> httpx.Response:
         headers = {
@@ -225,29 +210,17 @@ class HttpWeChatPay:
         """The bill file: signed like any call (over its path and query), answered unsigned."""
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        for attempt in range(1 + self.retries):
-            try:
-                self.breaker.admit()
-            except SourceUnavailable:
-                raise SourceUnavailable(SOURCE, "circuit open: WeChat Pay failed repeatedly") from None
-            try:
-                response = await self._attempt("GET", target, "") if url.startswith(self._base) else None
-                if response is None:
-                    raise SourceUnavailable(SOURCE, "trade_bill: download_url is not on the API's host")
-            except _Failed as exc:
-                self.breaker.failed()
-                if attempt == self.retries:
-                    raise SourceUnavailable(SOURCE, f"bill download: {exc}") from None
-                await asyncio.sleep(self.backoff_seconds * 2**attempt)
-                continue
-            except BaseException:
-                self.breaker.answered()
-                raise
-            self.breaker.succeeded()
-            if response.status_code != 200:
-                return self._result("GET", parts.path, response)  # type: ignore[no-any-return]
-            return response.content
-        raise AssertionError("unreachable")
+        if not url.startswith(self._base):
+            raise SourceUnavailable(SOURCE, "trade_bill: download_url is not on the API's host")
+        response = await self.breaker.call(
+            "bill download",
+            lambda: self._attempt("GET", target, ""),
+            tries=1 + self.retries,
+            backoff_s=self.backoff_seconds,
+        )
+        if response.status_code != 200:
+            return self._result("GET", parts.path, response)  # type: ignore[no-any-return]
+        return response.content
 
     def parse_notification(self, headers: dict[str, str], body: bytes) -> c.Notification:
         return wire.parse_notification(self.merchant, headers, body, self.clock.now())
