@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,6 +146,16 @@ def run_wrk(
     return m
 
 
+def raw_request(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """The bytes of one POST, built once: the sequential client sends them as they are."""
+    target = urlsplit(url)
+    host, port = target.hostname or servers.HOST, target.port or 80
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return (
+        f"POST {target.path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-length: {len(body)}\r\n{head}\r\n"
+    ).encode() + body
+
+
 async def run_sequential(
     url: str, body: bytes, headers: dict[str, str], *, duration: float, name: str
 ) -> Measurement:
@@ -153,32 +165,45 @@ async def run_sequential(
     exceeds the run's duration by 2-3 ×, which one sequential connection cannot do). This client
     is as light as a client can be (the request bytes built once, the answer read by its
     Content-Length, no JSON parsing), so its latency is the server's plus the loopback."""
+    return await run_sequential_requests(
+        url, itertools.repeat(raw_request(url, body, headers)), duration=duration, name=name
+    )
+
+
+async def run_sequential_requests(
+    url: str, requests: Iterable[bytes], *, duration: float, name: str
+) -> Measurement:
+    """The sequential client sending the next of ``requests`` each time (signed requests are never
+    sent twice); a finite list running out before ``duration`` shows as outcome ``corpus_exhausted``."""
     target = urlsplit(url)
-    host, port = target.hostname or servers.HOST, target.port or 80
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = (
-        f"POST {target.path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-length: {len(body)}\r\n{head}\r\n"
-    ).encode() + body
+    reader, writer = await asyncio.open_connection(target.hostname or servers.HOST, target.port or 80)
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     status_errors = 0
-    reader, writer = await asyncio.open_connection(host, port)
     try:
         started = time.perf_counter()
-        while (now := time.perf_counter()) - started < duration:
+        for request in requests:
+            sent = time.perf_counter()
+            if sent - started >= duration:
+                break
             writer.write(request)
-            response_head = await reader.readuntil(b"\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
             length = next(
                 int(line.split(b":", 1)[1])
-                for line in response_head.split(b"\r\n")
+                for line in head.split(b"\r\n")
                 if line.lower().startswith(b"content-length:")
             )
             answer = await reader.readexactly(length)
-            latencies.append((time.perf_counter() - now) * 1000)
-            if not response_head.startswith(b"HTTP/1.1 2"):
+            latencies.append((time.perf_counter() - sent) * 1000)
+            status = int(head.split(b" ", 2)[1])
+            if not 200 <= status <= 299:
                 status_errors += 1
-            kind = "errors" if b'"errors"' in answer else "data"
+                kind = f"http_{status}"
+            else:
+                kind = "errors" if b'"errors"' in answer else "data"
             outcomes[kind] = outcomes.get(kind, 0) + 1
+        else:
+            outcomes["corpus_exhausted"] = 1
         seconds = time.perf_counter() - started
     finally:
         writer.close()

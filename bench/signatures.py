@@ -55,7 +55,6 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -64,7 +63,18 @@ import httpx
 from bench import population as pop
 from bench import servers
 from bench.markdown import replace_section
-from bench.run import HOME, SEQUENTIAL, Measurement, count_values, ensure_wrk, machine, prepare_home, run_wrk
+from bench.run import (
+    HOME,
+    SEQUENTIAL,
+    Measurement,
+    count_values,
+    ensure_wrk,
+    machine,
+    prepare_home,
+    raw_request,
+    run_sequential_requests,
+    run_wrk,
+)
 from bff.app import create_app
 from bff.demo import load as load_demo
 from bff.keys import field_cipher, open_keyring
@@ -559,69 +569,6 @@ def signing_hook(signer: RequestSigner) -> Callable[[httpx.Request], Awaitable[N
     return sign
 
 
-def raw_request(url: str, body: bytes, headers: dict[str, str]) -> bytes:
-    target = urlsplit(url)
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return (
-        f"POST {target.path} HTTP/1.1\r\nhost: {target.hostname}:{target.port}\r\ncontent-length: {len(body)}\r\n"
-        f"{head}\r\n"
-    ).encode() + body
-
-
-async def run_sequential(url: str, requests: Sequence[bytes], *, duration: float, name: str) -> Measurement:
-    """bench/run.py's sequential client (one keep-alive connection, monotonic clock, answers read by
-    their length), sending the next request of ``requests`` each time: a signed request is never
-    sent twice. Running out of requests before ``duration`` shows as outcome ``corpus_exhausted``."""
-    target = urlsplit(url)
-    reader, writer = await asyncio.open_connection(target.hostname, target.port)
-    latencies: list[float] = []
-    outcomes: dict[str, int] = {}
-    status_errors = 0
-    try:
-        started = time.perf_counter()
-        for request in requests:
-            sent = time.perf_counter()
-            if sent - started >= duration:
-                break
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            answer = await reader.readexactly(length)
-            latencies.append((time.perf_counter() - sent) * 1000)
-            status = int(head.split(b" ", 2)[1])
-            if not 200 <= status <= 299:
-                status_errors += 1
-                kind = f"http_{status}"
-            else:
-                kind = "graphql_errors" if b'"errors"' in answer else "data"
-            outcomes[kind] = outcomes.get(kind, 0) + 1
-        else:
-            outcomes["corpus_exhausted"] = 1
-        seconds = time.perf_counter() - started
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return latencies[max(0, math.ceil(p / 100 * len(latencies)) - 1)]
-
-    lat = {"min": latencies[0], "mean": sum(latencies) / len(latencies), "max": latencies[-1], "p50": pct(50),
-           "p75": pct(75), "p90": pct(90), "p95": pct(95), "p99": pct(99), "p999": pct(99.9)}
-    m = Measurement(
-        scenario=name, connections=1, threads=1, duration_s=round(seconds, 2), requests=len(latencies),
-        rps=len(latencies) / seconds, latency_ms=lat,
-        errors={"connect": 0, "read": 0, "write": 0, "status": status_errors, "timeout": 0}, outcomes=outcomes,
-        generator=SEQUENTIAL,
-    )
-    print(f"  {m.row()}", flush=True)
-    return m
-
-
 def write_corpus(path: Path, signer: RequestSigner, body: bytes, count: int) -> list[dict[str, str]]:
     """``count`` signed requests, signed now, one line of headers each (the format signed_home.lua reads)."""
     signed = [signer.headers("POST", PATH, body) for _ in range(count)]
@@ -736,7 +683,7 @@ async def load(
                     watch = OtherCpu(list(server_pids.values()))
                     server_cpu = _cpu_of(pid_of[scenario])
                     measurements.append(
-                        await run_sequential(url[scenario], requests, duration=args.duration, name=scenario))
+                        await run_sequential_requests(url[scenario], requests, duration=args.duration, name=scenario))
                     server_us.append((_cpu_of(pid_of[scenario]) - server_cpu) / measurements[-1].requests * 1e6)
                     other_cpu.append(watch.stop()["other_cpu_s"])
         async with httpx.AsyncClient(timeout=30) as plain:
