@@ -16,12 +16,12 @@ import json
 import zipfile
 from collections.abc import Mapping
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 
 from datasources.alipay import contract as c
 from datasources.clock import SHANGHAI
 from datasources.crypto.primitives import PrivateKey, PublicKey, sign, verify
 from datasources.errors import SourceRejected
+from datasources.money import AmountError, fen_from_yuan, yuan_text
 
 SOURCE = "alipay"
 SUCCESS = "10000"
@@ -51,24 +51,15 @@ def reject(code: str, detail: str = "") -> SourceRejected:
 # --- amounts and times -------------------------------------------------------------------------------
 
 
-def fen_to_yuan(fen: int) -> str:
-    sign_ = "-" if fen < 0 else ""
-    return f"{sign_}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+fen_to_yuan = yuan_text
 
 
 def yuan_to_fen(value: str) -> int:
     """"12.50" → 1250, exactly; more than two decimals, exponents or junk are refused."""
-    text = value.strip()
     try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise reject(c.INVALID_PARAMETER, f"not an amount: {value!r}") from None
-    if not amount.is_finite() or "e" in text.lower():
-        raise reject(c.INVALID_PARAMETER, f"not an amount: {value!r}")
-    exponent = amount.as_tuple().exponent
-    if not isinstance(exponent, int) or exponent < -2:
-        raise reject(c.INVALID_PARAMETER, f"more than two decimals: {value!r}")
-    return int(amount * 100)
+        return fen_from_yuan(value)
+    except AmountError as exc:
+        raise reject(c.INVALID_PARAMETER, str(exc)) from None
 
 
 def format_time(at: datetime) -> str:

@@ -28,11 +28,12 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from datasources.clock import SHANGHAI, Clock
+from datasources.money import AmountError, fen_from_yuan, yuan_decimal
 
 PATH = "/fsi/api/rsfComIfsService/callService"
 SUCCESS = 0
@@ -52,23 +53,15 @@ class EnvelopeError(ValueError):
 # Money ---------------------------------------------------------------------------------------------
 def fen_to_yuan(fen: int) -> Decimal:
     """Integer fen as the wire's yuan amount with exactly two decimals."""
-    if isinstance(fen, bool) or not isinstance(fen, int):
-        raise TypeError("amounts in the contract are integer fen")
-    return (Decimal(fen) / FEN_PER_YUAN).quantize(CENT)
+    return yuan_decimal(fen)
 
 
 def yuan_to_fen(yuan: Decimal | int | str) -> int:
     """A yuan amount from the wire as integer fen; refuses anything finer than a fen."""
-    if isinstance(yuan, float | bool):
-        raise EnvelopeError("yuan amounts are read as Decimal, never float")
     try:
-        value = Decimal(yuan)
-    except InvalidOperation:
-        raise EnvelopeError(f"not a yuan amount: {yuan!r}") from None
-    fen = value * FEN_PER_YUAN
-    if not fen.is_finite() or fen != fen.to_integral_value():
-        raise EnvelopeError(f"not a whole number of fen: {yuan!r}")
-    return int(fen)
+        return fen_from_yuan(yuan)
+    except AmountError as exc:
+        raise EnvelopeError(str(exc)) from None
 
 
 def _json_default(value: Any) -> Any:

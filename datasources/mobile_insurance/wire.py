@@ -50,7 +50,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from datasources.clock import SHANGHAI
@@ -63,6 +63,7 @@ from datasources.crypto.primitives import (
     sm4_ecb_encrypt,
     verify,
 )
+from datasources.money import AmountError, fen_from_yuan, yuan_text
 
 ENC_TYPE = "SM4"
 SIGN_TYPE = "SM2"
@@ -216,20 +217,12 @@ def open_envelope(party: Party, envelope: Any) -> tuple[dict[str, Any], dict[str
 _CENT = Decimal("0.01")
 
 
-def yuan(fen: int) -> str:
-    """Integer fen as the platform's yuan with two decimals."""
-    sign_ = "-" if fen < 0 else ""
-    return f"{sign_}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+yuan = yuan_text
 
 
 def fen(value: Any, name: str) -> int:
     """A yuan amount (string or number, never through float) as integer fen; refuses fractions of a fen."""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise EnvelopeError(f"{name}: expected a yuan amount, got {type(value).__name__}")
     try:
-        amount = Decimal(value)
-    except InvalidOperation as exc:
-        raise EnvelopeError(f"{name}: {value!r} is not an amount") from exc
-    if not amount.is_finite() or amount != amount.quantize(_CENT):
-        raise EnvelopeError(f"{name}: {value!r} is not a whole number of fen")
-    return int(amount * 100)
+        return fen_from_yuan(value)
+    except AmountError as exc:
+        raise EnvelopeError(f"{name}: {exc}") from None

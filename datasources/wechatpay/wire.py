@@ -22,7 +22,6 @@ import re
 import secrets
 import string
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from datasources.clock import SHANGHAI
@@ -37,6 +36,7 @@ from datasources.crypto.primitives import (
     verify,
 )
 from datasources.errors import SourceRejected
+from datasources.money import AmountError, fen_from_yuan, yuan_text
 from datasources.wechatpay import contract as c
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
@@ -68,22 +68,14 @@ def parse_time(value: Any) -> datetime:
     return at
 
 
-def yuan(fen: int) -> str:
-    sign_ = "-" if fen < 0 else ""
-    return f"{sign_}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+yuan = yuan_text
 
 
 def fen_of_yuan(text: str) -> int:
     try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise WireError(f"not an amount: {text!r}") from exc
-    if not value.is_finite():
-        raise WireError(f"not an amount: {text!r}")
-    cents = value * 100
-    if cents != cents.to_integral_value():
-        raise WireError(f"more than 2 decimals: {text!r}")
-    return int(cents)
+        return fen_from_yuan(text)
+    except AmountError as exc:
+        raise WireError(str(exc)) from None
 
 
 # --- signatures ----------------------------------------------------------------------------------
