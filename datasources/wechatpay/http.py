@@ -7,6 +7,9 @@ forged answer is ``SourceUnavailable``: the outcome is unknown). Refusals (4xx w
 ``{"code", "message"}``) become ``SourceRejected`` with WeChat Pay's code. Each call has a timeout;
 only GETs (query, refund query, bill) are retried; a circuit breaker (the HIS client's) stops calling
 a WeChat Pay that keeps failing. httpx errors never leave this module.
+
+It also speaks the medical-insurance orders (``WeChatMedInsPay``, ``/v3/med-ins/…``): the payer's
+name and ID digest are encrypted with WeChat Pay's public key, named in ``Wechatpay-Serial``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from datasources.clock import Clock, SystemClock
 from datasources.crypto.primitives import digest, load_private_key
 from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.wechatpay import contract as c
-from datasources.wechatpay import wire
+from datasources.wechatpay import medins_contract as m
+from datasources.wechatpay import medins_wire, wire
 
 SOURCE = c.SOURCE
 log = logging.getLogger(__name__)
@@ -67,7 +71,8 @@ class HttpWeChatPay:
         )
 
     async def _call(
-        self, method: str, path: str, *, query: dict[str, str] | None = None, payload: dict[str, Any] | None = None
+        self, method: str, path: str, *, query: dict[str, str] | None = None, payload: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Sends one API call; returns its verified JSON (None for 204)."""
         target = path + ("?" + urlencode(query) if query else "")
@@ -75,17 +80,20 @@ class HttpWeChatPay:
         attempts = 1 + (self.retries if method == "GET" else 0)
         response = await self.breaker.call(
             f"{method} {path}",
-            lambda: self._attempt(method, target, body),
+            lambda: self._attempt(method, target, body, headers),
             tries=attempts,
             backoff_s=self.backoff_seconds,
         )
         return self._result(method, path, response)
 
-    async def _attempt(self, method: str, target: str, body: str) -> httpx.Response:
+    async def _attempt(
+        self, method: str, target: str, body: str, extra: dict[str, str] | None = None
+    ) -> httpx.Response:
         headers = {
             "Authorization": self._authorization(method, target, body),
             "Accept": "application/json",
             "User-Agent": "smart-hospital-bff",
+            **(extra or {}),
         }
         if method == "POST":
             headers["Content-Type"] = "application/json"
@@ -225,6 +233,40 @@ class HttpWeChatPay:
     def parse_notification(self, headers: dict[str, str], body: bytes) -> c.Notification:
         return wire.parse_notification(self.merchant, headers, body, self.clock.now())
 
+    # --- medical-insurance orders ---------------------------------------------------------------------
+    async def create_med_ins_order(self, request: m.MedInsOrderRequest) -> m.MedInsOrder:
+        payload = medins_wire.order_request_json(
+            request, self.merchant.appid, self.merchant.wechatpay_public_key_pem
+        )
+        data = await self._call(
+            "POST", "/v3/med-ins/orders", payload=payload,
+            headers={"Wechatpay-Serial": self.merchant.wechatpay_public_key_id},
+        )
+        return self._decode("create_med_ins_order", medins_wire.to_order, data)  # type: ignore[no-any-return]
 
-if TYPE_CHECKING:  # mypy proves HttpWeChatPay keeps to the contract
+    async def query_med_ins_order(self, mix_trade_no: str) -> m.MedInsOrder:
+        data = await self._call("GET", f"/v3/med-ins/orders/mix-trade-no/{quote(mix_trade_no, safe='')}")
+        return self._decode("query_med_ins_order", medins_wire.to_order, data)  # type: ignore[no-any-return]
+
+    async def query_med_ins_order_by_out_trade_no(self, out_trade_no: str) -> m.MedInsOrder:
+        data = await self._call("GET", f"/v3/med-ins/orders/out-trade-no/{quote(out_trade_no, safe='')}")
+        return self._decode("query_med_ins_order", medins_wire.to_order, data)  # type: ignore[no-any-return]
+
+    async def notify_med_ins_refund(self, mix_trade_no: str, refund: m.MedInsRefund) -> None:
+        await self._call(
+            "POST", "/v3/med-ins/refunds/notify", query={"mix_trade_no": mix_trade_no},
+            payload=medins_wire.refund_json(refund),
+        )
+
+    def med_ins_payment(self, mix_trade_no: str, prepay_id: str | None) -> dict[str, str]:
+        return medins_wire.med_ins_payment(self.merchant, mix_trade_no, prepay_id, self.clock.now())
+
+    def parse_med_ins_notification(self, headers: dict[str, str], body: bytes) -> m.MedInsNotification:
+        return medins_wire.parse_notification(self.merchant, headers, body, self.clock.now())
+
+
+if TYPE_CHECKING:  # mypy proves HttpWeChatPay keeps to both contracts
     _conforms: c.WeChatPay = HttpWeChatPay("https://api.mch.weixin.qq.com", None, timeout=1.0)  # type: ignore[arg-type]
+    _conforms_med_ins: m.WeChatMedInsPay = HttpWeChatPay(
+        "https://api.mch.weixin.qq.com", None, timeout=1.0  # type: ignore[arg-type]
+    )

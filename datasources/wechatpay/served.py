@@ -4,7 +4,9 @@ Every request must carry a valid ``Authorization: WECHATPAY2-SHA256-RSA2048 …`
 merchant API certificate the platform knows (401 SIGN_ERROR otherwise, and for timestamps more than
 5 minutes off); every answer, errors and 204s included, is signed with ``Wechatpay-*`` headers. The
 bill file behind ``download_url`` is, as on the real one, not signed: its SHA1 is in the answer
-that gave the URL.
+that gave the URL. With ``get_med_ins``, the medical-insurance orders (``/v3/med-ins/…``) are served
+too; their create request must name WeChat Pay's key in ``Wechatpay-Serial`` (its sensitive fields
+are encrypted with it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from starlette.routing import Route
 from datasources.crypto.primitives import digest, load_public_key
 from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.wechatpay import contract as c
-from datasources.wechatpay import wire
+from datasources.wechatpay import medins_contract as m
+from datasources.wechatpay import medins_wire, wire
+from datasources.wechatpay.medins_sandbox import SandboxWeChatMedInsPay
 from datasources.wechatpay.sandbox import SandboxWeChatPay
 
 log = logging.getLogger(__name__)
@@ -34,11 +38,13 @@ STATUS = {
     c.PARAM_ERROR: 400,
     c.INVALID_REQUEST: 400,
     c.ORDER_CLOSED: 400,
+    m.ALREADY_EXISTS: 400,
     c.NO_STATEMENT_EXIST: 400,
     c.SIGN_ERROR: 401,
     c.ORDERPAID: 403,
     c.OUT_TRADE_NO_USED: 403,
     c.NOT_ENOUGH: 403,
+    m.RULE_LIMIT: 403,
     c.ORDER_NOT_EXIST: 404,
     c.RESOURCE_NOT_EXISTS: 404,
     c.SYSTEM_ERROR: 500,
@@ -53,7 +59,9 @@ class _Refused(Exception):
         self.message = message
 
 
-def wechatpay_sandbox_app(get_sandbox: Callable[[], SandboxWeChatPay]) -> Starlette:
+def wechatpay_sandbox_app(
+    get_sandbox: Callable[[], SandboxWeChatPay], get_med_ins: Callable[[], SandboxWeChatMedInsPay] | None = None
+) -> Starlette:
     bills: dict[str, bytes] = {}
 
     def signed(sandbox: SandboxWeChatPay, status: int, payload: Any | None) -> Response:
@@ -184,9 +192,42 @@ def wechatpay_sandbox_app(get_sandbox: Callable[[], SandboxWeChatPay]) -> Starle
             raise _Refused(c.RESOURCE_NOT_EXISTS, "no such bill file")
         return Response(content, media_type="text/plain; charset=utf-8")
 
+    async def med_ins_create(sandbox: SandboxWeChatPay, request: Request, p: dict[str, Any]) -> Any:
+        assert get_med_ins is not None
+        if request.headers.get("wechatpay-serial") != sandbox.platform.public_key_id:
+            raise _Refused(c.PARAM_ERROR, "Wechatpay-Serial must name the key the sensitive fields are encrypted with")
+        if text(p, "appid") != sandbox.merchant.appid:
+            raise _Refused(c.PARAM_ERROR, "appid does not match the merchant")
+        order_request = medins_wire.to_order_request(p, sandbox.platform.private_key_pem)
+        return medins_wire.order_json(await get_med_ins().create_med_ins_order(order_request))
+
+    async def med_ins_by_mix_trade_no(sandbox: SandboxWeChatPay, request: Request, _: Any) -> Any:
+        assert get_med_ins is not None
+        return medins_wire.order_json(await get_med_ins().query_med_ins_order(request.path_params["mix_trade_no"]))
+
+    async def med_ins_by_out_trade_no(sandbox: SandboxWeChatPay, request: Request, _: Any) -> Any:
+        assert get_med_ins is not None
+        order = await get_med_ins().query_med_ins_order_by_out_trade_no(request.path_params["out_trade_no"])
+        return medins_wire.order_json(order)
+
+    async def med_ins_refund_notify(sandbox: SandboxWeChatPay, request: Request, p: dict[str, Any]) -> Any:
+        assert get_med_ins is not None
+        mix_trade_no = request.query_params.get("mix_trade_no")
+        if not mix_trade_no:
+            raise _Refused(c.PARAM_ERROR, "the mix_trade_no query parameter is required")
+        await get_med_ins().notify_med_ins_refund(mix_trade_no, medins_wire.to_refund(p))
+        return None
+
+    med_ins_routes = [
+        Route("/v3/med-ins/orders", endpoint(med_ins_create), methods=["POST"]),
+        Route("/v3/med-ins/orders/mix-trade-no/{mix_trade_no}", endpoint(med_ins_by_mix_trade_no), methods=["GET"]),
+        Route("/v3/med-ins/orders/out-trade-no/{out_trade_no}", endpoint(med_ins_by_out_trade_no), methods=["GET"]),
+        Route("/v3/med-ins/refunds/notify", endpoint(med_ins_refund_notify), methods=["POST"]),
+    ]
     prefix = "/v3/pay/transactions"
     return Starlette(
         routes=[
+            *(med_ins_routes if get_med_ins is not None else []),
             Route(f"{prefix}/jsapi", endpoint(jsapi), methods=["POST"]),
             Route(f"{prefix}/out-trade-no/{{out_trade_no}}", endpoint(query), methods=["GET"]),
             Route(f"{prefix}/out-trade-no/{{out_trade_no}}/close", endpoint(close), methods=["POST"]),

@@ -1,4 +1,5 @@
-"""The WeChat Pay sandbox's own tables (prefixed ``wxpay_``): orders, refunds, notifications sent."""
+"""The WeChat Pay sandbox's own tables (prefixed ``wxpay_``): orders, refunds, notifications sent, and
+medical-insurance orders with the insurance refunds told."""
 
 from __future__ import annotations
 
@@ -63,3 +64,50 @@ class WxpayNotification(SQLModel, table=True):
     attempts: int = 0
     last_status: int | None = None
     delivered_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+
+
+class WxpayMedInsOrder(SQLModel, table=True):
+    """A medical-insurance order (``/v3/med-ins/orders``). The payer is not kept: only ``fingerprint``,
+    a SHA-256 over the whole request, to tell a repeated request from other content."""
+
+    __tablename__ = "wxpay_med_ins_order"
+    id: int | None = Field(default=None, primary_key=True)
+    mix_trade_no: str = Field(max_length=32, unique=True)
+    out_trade_no: str = Field(max_length=64, unique=True)
+    fingerprint: str = Field(max_length=64)
+    mix_pay_type: str = Field(max_length=24)
+    order_type: str = Field(max_length=24)
+    appid: str = Field(max_length=32)
+    openid: str = Field(max_length=128)
+    serial_no: str = Field(max_length=64)
+    pay_order_id: str | None = Field(default=None, max_length=64)
+    prepay_id: str | None = Field(default=None, max_length=64, index=True)
+    total_fee: int
+    med_ins_gov_fee: int
+    med_ins_self_fee: int
+    med_ins_other_fee: int
+    med_ins_cash_fee: int
+    wechat_pay_cash_fee: int
+    callback_url: str = Field(max_length=256)
+    attach: str | None = Field(default=None, max_length=128)
+    med_ins_test_env: bool = False
+    mix_pay_status: str = Field(max_length=24)  # MIX_PAY_CREATED, MIX_PAY_SUCCESS, MIX_PAY_FAIL
+    self_pay_status: str = Field(max_length=24)  # refunds are read from the prepay's order
+    med_ins_pay_status: str = Field(max_length=24)
+    created_at: datetime = Field(sa_column=_at())
+    paid_time: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+
+
+class WxpayMedInsRefund(SQLModel, table=True):
+    """What the merchant said the insurance gave back (``/v3/med-ins/refunds/notify``)."""
+
+    __tablename__ = "wxpay_med_ins_refund"
+    id: int | None = Field(default=None, primary_key=True)
+    out_refund_no: str = Field(max_length=64, unique=True)
+    mix_trade_no: str = Field(max_length=32, index=True)
+    med_refund_total_fee: int
+    med_refund_gov_fee: int
+    med_refund_self_fee: int
+    med_refund_other_fee: int
+    refund_time: datetime = Field(sa_column=_at())
+    created_at: datetime = Field(sa_column=_at())
