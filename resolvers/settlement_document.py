@@ -299,7 +299,7 @@ def render_statement_pdf(
         raise ValueError("sealed_at must be timezone-aware")
     cert = certificates.parse(signer.certificate_pem)
     if cert.signature_algorithm != "SM2-SM3" or cert.is_ca:
-        raise CertificateError("CERT_UNSUPPORTED_ALGORITHM", "the e-seal needs an SM2 end-entity certificate")
+        raise CertificateError("CERT_INVALID_REQUEST", "the e-seal needs an SM2 end-entity certificate, not a CA's")
     certificates.check_valid_at(cert, sealed_at)
     if cert.subject_cn != statement.institution_code:
         raise ValueError(f"seal certificate {cert.serial} is not issued to institution {statement.institution_code}")
