@@ -2,21 +2,23 @@
 
 ``PlatformClient`` builds each request (a fresh ``msgid``, the institution's fields, the current
 ``sign_no``), reads the answer and maps failures to ``SourceRejected`` with the contract's codes.
-The sandbox in-process and ``HttpInsurancePlatform`` differ only in how an envelope travels.
+The sandbox in-process and ``HttpInsurancePlatform`` differ only in how an envelope travels. The
+settlement transactions' shapes are in ``codec.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from datasources.clock import Clock
 from datasources.errors import SourceRejected, SourceUnavailable
+from datasources.insurance import codec, wire
 from datasources.insurance import contract as c
-from datasources.insurance import wire
 
 Exchange = Callable[[wire.Request], Awaitable[wire.Response]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +131,131 @@ class PlatformClient:
     async def reverse(self, *, psn_no: str, omsgid: str, oinfno: str, insuplc_admdvs: str) -> None:
         data = {"psn_no": psn_no, "omsgid": omsgid, "oinfno": oinfno}
         await self._send(c.REVERSE, {"data": data}, insuplc_admdvs)
+
+    # Settlement --------------------------------------------------------------------------------------
+    def _read(self, infno: str, read: Callable[[], T]) -> T:
+        try:
+            return read()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SourceUnavailable(c.SOURCE, f"{infno}: unreadable answer ({exc})") from None
+
+    async def upload_visit_info(self, info: c.VisitInfo) -> None:
+        mdtrtinfo = {
+            "mdtrt_id": info.mdtrt_id, "psn_no": info.psn_no, "med_type": info.med_type,
+            "begntime": wire.inf_time(info.begntime), "main_cond_dscr": info.main_cond_dscr,
+            "dise_codg": info.dise_codg, "dise_name": info.dise_name,
+        }
+        diseinfo = [codec.diagnosis_to_wire(d, info.psn_no) for d in info.diagnoses]
+        await self._send(c.VISIT_INFO, {"mdtrtinfo": mdtrtinfo, "diseinfo": diseinfo}, info.insuplc_admdvs)
+
+    async def _upload(self, infno: str, upload: c.FeeUpload) -> tuple[c.FeeClassification, ...]:
+        lines = [codec.fee_line_to_wire(line, upload) for line in upload.lines]
+        _, out = await self._send(infno, {"feedetail": lines}, upload.insuplc_admdvs)
+        return self._read(infno, lambda: tuple(
+            codec.classification_from_wire(row) for row in codec.objects(out, "result")
+        ))
+
+    async def upload_fees(self, upload: c.FeeUpload) -> tuple[c.FeeClassification, ...]:
+        return await self._upload(c.FEE_UPLOAD, upload)
+
+    async def upload_inpatient_fees(self, upload: c.FeeUpload) -> tuple[c.FeeClassification, ...]:
+        return await self._upload(c.INPATIENT_FEE_UPLOAD, upload)
+
+    async def cancel_fees(self, *, psn_no: str, mdtrt_id: str, chrg_bchno: str, insuplc_admdvs: str) -> None:
+        data = {"chrg_bchno": chrg_bchno, "mdtrt_id": mdtrt_id, "psn_no": psn_no}
+        await self._send(c.FEE_CANCEL, {"data": data}, insuplc_admdvs)
+
+    async def cancel_inpatient_fees(
+        self, *, psn_no: str, mdtrt_id: str, feedetl_sn: str, insuplc_admdvs: str
+    ) -> None:
+        data = {"feedetl_sn": feedetl_sn, "mdtrt_id": mdtrt_id, "psn_no": psn_no}
+        await self._send(c.INPATIENT_FEE_CANCEL, {"data": data}, insuplc_admdvs)
+
+    async def _settlement(self, infno: str, input: dict[str, Any], insuplc_admdvs: str) -> c.Settlement:
+        msgid, out = await self._send(infno, input, insuplc_admdvs)
+        return self._read(infno, lambda: codec.settlement_from_wire(out["setlinfo"], msgid))
+
+    async def pre_settle(self, request: c.SettlementRequest) -> c.Settlement:
+        data = codec.settlement_request_to_wire(request)
+        return await self._settlement(c.PRE_SETTLE, {"data": data}, request.insuplc_admdvs)
+
+    async def settle(self, request: c.SettlementRequest) -> c.Settlement:
+        data = codec.settlement_request_to_wire(request)
+        return await self._settlement(c.SETTLE, {"data": data}, request.insuplc_admdvs)
+
+    async def cancel_settlement(
+        self, *, psn_no: str, mdtrt_id: str, setl_id: str, insuplc_admdvs: str
+    ) -> c.Settlement:
+        data = {"setl_id": setl_id, "mdtrt_id": mdtrt_id, "psn_no": psn_no}
+        return await self._settlement(c.CANCEL_SETTLEMENT, {"data": data}, insuplc_admdvs)
+
+    async def pre_settle_inpatient(self, request: c.SettlementRequest) -> c.Settlement:
+        data = codec.settlement_request_to_wire(request)
+        return await self._settlement(c.INPATIENT_PRE_SETTLE, {"data": data}, request.insuplc_admdvs)
+
+    async def settle_inpatient(self, request: c.SettlementRequest) -> c.Settlement:
+        data = codec.settlement_request_to_wire(request)
+        return await self._settlement(c.INPATIENT_SETTLE, {"data": data}, request.insuplc_admdvs)
+
+    async def cancel_inpatient_settlement(
+        self, *, psn_no: str, mdtrt_id: str, setl_id: str, insuplc_admdvs: str
+    ) -> c.Settlement:
+        data = {"setl_id": setl_id, "mdtrt_id": mdtrt_id, "psn_no": psn_no}
+        return await self._settlement(c.INPATIENT_CANCEL_SETTLEMENT, {"data": data}, insuplc_admdvs)
+
+    # Inpatient stays ------------------------------------------------------------------------------------
+    async def admit(self, admission: c.AdmissionRequest) -> c.Visit:
+        diseinfo = [codec.diagnosis_to_wire(d, admission.psn_no) for d in admission.diagnoses]
+        input = {"mdtrtinfo": codec.admission_to_wire(admission), "diseinfo": diseinfo}
+        msgid, out = await self._send(c.ADMIT, input, admission.insuplc_admdvs)
+
+        def read() -> c.Visit:
+            result = out["result"]
+            return c.Visit(
+                mdtrt_id=str(result["mdtrt_id"]), psn_no=str(result["psn_no"]),
+                ipt_otp_no=str(result["ipt_otp_no"]), msgid=msgid,
+            )
+
+        return self._read(c.ADMIT, read)
+
+    async def discharge(self, discharge: c.DischargeRequest) -> None:
+        diseinfo = [codec.diagnosis_to_wire(d, discharge.psn_no) for d in discharge.diagnoses]
+        input = {"dscginfo": codec.discharge_to_wire(discharge), "diseinfo": diseinfo}
+        await self._send(c.DISCHARGE, input, discharge.insuplc_admdvs)
+
+    async def change_admission(self, mdtrt_id: str, admission: c.AdmissionRequest) -> None:
+        diseinfo = [codec.diagnosis_to_wire(d, admission.psn_no) for d in admission.diagnoses]
+        adminfo = {**codec.admission_to_wire(admission), "mdtrt_id": mdtrt_id}
+        await self._send(c.CHANGE_ADMISSION, {"adminfo": adminfo, "diseinfo": diseinfo}, admission.insuplc_admdvs)
+
+    async def cancel_admission(self, *, psn_no: str, mdtrt_id: str, insuplc_admdvs: str) -> None:
+        await self._send(c.CANCEL_ADMISSION, {"data": {"mdtrt_id": mdtrt_id, "psn_no": psn_no}}, insuplc_admdvs)
+
+    async def cancel_discharge(self, *, psn_no: str, mdtrt_id: str, insuplc_admdvs: str) -> None:
+        await self._send(c.CANCEL_DISCHARGE, {"data": {"mdtrt_id": mdtrt_id, "psn_no": psn_no}}, insuplc_admdvs)
+
+    # Reconciliation and records -------------------------------------------------------------------------
+    async def reconcile_totals(self, totals: c.ReconciliationTotals) -> c.ReconciliationResult:
+        _, out = await self._send(c.RECONCILE_TOTALS, {"data": codec.totals_to_wire(totals)}, totals.setl_optins)
+
+        def read() -> c.ReconciliationResult:
+            info = out["stmtinfo"]
+            return c.ReconciliationResult(codec.text(info, "stmt_rslt"), str(info.get("stmt_rslt_dscr") or ""))
+
+        return self._read(c.RECONCILE_TOTALS, read)
+
+    async def reconcile_details(
+        self, totals: c.ReconciliationTotals, entries: tuple[c.SettlementEntry, ...]
+    ) -> tuple[c.EntryDifference, ...]:
+        input = {"data": codec.totals_to_wire(totals), "detail": [codec.entry_to_wire(e) for e in entries]}
+        _, out = await self._send(c.RECONCILE_DETAILS, input, totals.setl_optins)
+        return self._read(c.RECONCILE_DETAILS, lambda: tuple(
+            c.EntryDifference(codec.text(row, "setl_id"), codec.text(row, "stmt_rslt"), str(row.get("memo") or ""))
+            for row in codec.objects(out, "detail")
+        ))
+
+    async def chronic_diseases(self, *, psn_no: str, insuplc_admdvs: str) -> tuple[c.ChronicDisease, ...]:
+        _, out = await self._send(c.CHRONIC_DISEASES, {"data": {"psn_no": psn_no}}, insuplc_admdvs)
+        return self._read(c.CHRONIC_DISEASES, lambda: tuple(
+            codec.chronic_disease_from_wire(row) for row in codec.objects(out, "feedetail")
+        ))

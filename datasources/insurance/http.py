@@ -1,8 +1,9 @@
 """``HttpInsurancePlatform``: the contract over the platform's HTTP endpoint (envelope in ``wire.py``).
 
-Every exchange has a timeout. Reads (1101 person info, and 9001 sign-in, which only hands out a new
-sign_no) are retried a bounded number of times under the same msgid: the platform answers a repeat
-with its first answer. Writes are never retried: a write that failed in transit raises
+Every exchange has a timeout. Reads (1101 person info, 9001 sign-in, which only hands out a new
+sign_no, the pre-settlements 2206/2303, the reconciliations 3201/3202 and 5301) are retried a
+bounded number of times under the same msgid: the platform answers a repeat with its first answer.
+Writes (settlements 2207/2304 among them) are never retried: a write that failed in transit raises
 ``OutcomeUnknown`` naming its msgid, and the caller reverses it with 2601. A circuit breaker stops
 calling a platform that keeps failing. httpx errors never leave this module.
 """
@@ -22,7 +23,11 @@ from datasources.insurance import wire
 from datasources.insurance.client import Institution, PlatformClient
 
 log = logging.getLogger(__name__)
-READS = frozenset({c.PERSON_INFO, c.SIGN_IN})
+# Pre-settlements move no money and reconciliation and 5301 only read: a repeat is harmless.
+READS = frozenset({
+    c.PERSON_INFO, c.SIGN_IN, c.PRE_SETTLE, c.INPATIENT_PRE_SETTLE, c.RECONCILE_TOTALS, c.RECONCILE_DETAILS,
+    c.CHRONIC_DISEASES,
+})
 
 
 _Failed = AttemptFailed

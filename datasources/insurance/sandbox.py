@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,18 +23,29 @@ from datasources.clock import SHANGHAI, Clock
 from datasources.insurance import contract as c
 from datasources.insurance import wire
 from datasources.insurance.client import Institution, PlatformClient
-from datasources.insurance.tables import InsurInsurance, InsurMessage, InsurPerson, InsurSignIn, InsurVisit
+from datasources.insurance.desk import Applied, Refusal, field, section
+from datasources.insurance.rules import DEMO_RULES, SettlementRules
+from datasources.insurance.settlement import SettlementDesk
+from datasources.insurance.stays import StayDesk
+from datasources.insurance.tables import (
+    InsurChronicDisease,
+    InsurInsurance,
+    InsurMessage,
+    InsurPerson,
+    InsurRules,
+    InsurSettlement,
+    InsurSignIn,
+    InsurVisit,
+)
 from datasources.store.db import Database
 
 ACTIVE, CANCELLED, REVERSED = "ACTIVE", "CANCELLED", "REVERSED"
 ANSWER_TIME_FORMAT = "%Y%m%d%H%M%S%f"
 
 
-class _Refusal(Exception):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(code)
-        self.code = code
-        self.detail = detail
+_Refusal = Refusal
+_field = field
+_data = section
 
 
 def _fingerprint(request: wire.Request) -> str:
@@ -42,25 +53,17 @@ def _fingerprint(request: wire.Request) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _field(data: Any, name: str) -> str:
-    value = data.get(name) if isinstance(data, dict) else None
-    if not isinstance(value, str) or not value:
-        raise _Refusal(c.BAD_REQUEST, f"input is missing {name}")
-    return value
-
-
-def _data(request: wire.Request, key: str = "data") -> dict[str, Any]:
-    data = request.input.get(key)
-    if not isinstance(data, dict):
-        raise _Refusal(c.BAD_REQUEST, f"input.{key}: expected an object")
-    return data
-
-
 class InsurancePlatformSandbox:
-    def __init__(self, db: Database, clock: Clock, *, admvs: str = "440300") -> None:
+    """``rules`` are the settlement rules for an insutype the admin has set none for."""
+
+    def __init__(
+        self, db: Database, clock: Clock, *, admvs: str = "440300", rules: SettlementRules = DEMO_RULES
+    ) -> None:
         self.db = db
         self.clock = clock
         self.admvs = admvs
+        self.settlements = SettlementDesk(admvs, rules)
+        self.stays = StayDesk(admvs)
 
     async def handle(self, request: wire.Request) -> wire.Response:
         received = self.clock.now()
@@ -71,14 +74,14 @@ class InsurancePlatformSandbox:
                 if first is not None:
                     return self._replay(first, fingerprint, received)
                 try:
-                    output, mdtrt_id = await self._apply(s, request, received)
-                    answer = self._answer(received, output=output)
+                    applied = await self._apply(s, request, received)
+                    answer = self._answer(received, output=applied.output)
                 except _Refusal as refusal:
-                    answer, mdtrt_id = self._answer(received, refusal=refusal), None
+                    answer, applied = self._answer(received, refusal=refusal), Applied({})
                 s.add(InsurMessage(
                     msgid=request.msgid, infno=request.infno, fixmedins_code=request.fixmedins_code,
                     fingerprint=fingerprint, infcode=answer.infcode, answer=wire.dumps(answer.to_json()),
-                    received_at=received, mdtrt_id=mdtrt_id,
+                    received_at=received, mdtrt_id=applied.mdtrt_id, effect=applied.effect_json,
                 ))
             return answer
         except IntegrityError:
@@ -105,20 +108,22 @@ class InsurancePlatformSandbox:
             return wire.Response(wire.FAILURE, refmsgid, stamp, stamp, wire.coded(refusal.code, refusal.detail))
         return wire.Response(wire.SUCCESS, refmsgid, stamp, stamp, None, output or {})
 
-    async def _apply(
-        self, s: AsyncSession, request: wire.Request, now: datetime
-    ) -> tuple[dict[str, Any], str | None]:
+    async def _apply(self, s: AsyncSession, request: wire.Request, now: datetime) -> Applied:
+        """Applies a message; a refusal is raised before anything is changed (its record is committed)."""
         if request.infno == c.SIGN_IN:
-            return await self._sign_in(s, request, now), None
+            return Applied(await self._sign_in(s, request, now))
         await self._check_signed_in(s, request, now)
         if request.infno == c.PERSON_INFO:
-            return await self._person_info(s, request), None
+            return Applied(await self._person_info(s, request))
         if request.infno == c.REGISTER:
-            return await self._register(s, request)
+            return Applied(*await self._register(s, request))
         if request.infno == c.CANCEL_REGISTRATION:
-            return await self._cancel(s, request)
+            return Applied(*await self._cancel(s, request))
         if request.infno == c.REVERSE:
-            return await self._reverse(s, request), None
+            return Applied(await self._reverse(s, request))
+        for desk in (self.settlements, self.stays):
+            if request.infno in desk.handlers:
+                return await desk.handlers[request.infno](s, request, now)
         raise _Refusal(c.BAD_REQUEST, f"the sandbox does not offer transaction {request.infno}")
 
     async def _sign_in(self, s: AsyncSession, request: wire.Request, now: datetime) -> dict[str, Any]:
@@ -168,7 +173,7 @@ class InsurancePlatformSandbox:
 
     async def _register(self, s: AsyncSession, request: wire.Request) -> tuple[dict[str, Any], str]:
         data = _data(request)
-        values = {
+        values: dict[str, Any] = {
             name: _field(data, name)
             for name in (
                 "psn_no", "insutype", "begntime", "mdtrt_cert_type", "mdtrt_cert_no", "ipt_otp_no", "atddr_no",
@@ -195,7 +200,7 @@ class InsurancePlatformSandbox:
         visit = await s.get(InsurVisit, mdtrt_id)
         if (
             visit is None or visit.status == REVERSED or visit.psn_no != psn_no
-            or visit.fixmedins_code != request.fixmedins_code
+            or visit.fixmedins_code != request.fixmedins_code or visit.kind != "OTP"
         ):
             raise _Refusal(c.VISIT_NOT_FOUND, "no such visit at this institution")
         return visit
@@ -207,6 +212,11 @@ class InsurancePlatformSandbox:
             raise _Refusal(c.VISIT_NOT_FOUND, "no such visit with this outpatient number")
         if visit.status == CANCELLED:
             raise _Refusal(c.ALREADY_CANCELLED, "the registration is already cancelled")
+        settled = (await s.execute(select(col(InsurSettlement.setl_id)).where(
+            col(InsurSettlement.mdtrt_id) == visit.mdtrt_id, col(InsurSettlement.status) == "SETTLED"
+        ))).scalars().first()
+        if settled is not None:
+            raise _Refusal(c.ALREADY_SETTLED, "the visit is settled: cancel the settlement (2208) first")
         visit.status = CANCELLED
         s.add(visit)
         return {}, visit.mdtrt_id
@@ -225,12 +235,15 @@ class InsurancePlatformSandbox:
             visit = await s.get(InsurVisit, target.mdtrt_id)
             if visit is not None and visit.psn_no != psn_no:
                 raise _Refusal(c.REVERSAL_TARGET_UNKNOWN, "the message was about another person")
-            if visit is not None and oinfno == c.REGISTER:
+            if visit is not None and oinfno in (c.REGISTER, c.ADMIT):
                 visit.status = REVERSED
             elif visit is not None and oinfno == c.CANCEL_REGISTRATION and visit.status == CANCELLED:
                 visit.status = ACTIVE
             if visit is not None:
                 s.add(visit)
+            for desk in (self.settlements, self.stays):
+                if oinfno in desk.reversible:
+                    await desk.undo(s, target)
         target.reversed_by = request.msgid
         s.add(target)
         return {}
@@ -278,3 +291,55 @@ class InsuranceSandboxAdmin:
                     insuplc_admdvs=self.admvs, active=insutype not in inactive,
                 ))
         return psn_no
+
+    async def _insurance(self, s: AsyncSession, psn_no: str, insutype: str) -> InsurInsurance:
+        stmt = select(InsurInsurance).where(
+            col(InsurInsurance.psn_no) == psn_no, col(InsurInsurance.insutype) == insutype
+        ).with_for_update()
+        insurance = (await s.execute(stmt)).scalars().first()
+        if insurance is None:
+            raise LookupError(f"no insurance of type {insutype} for this person")
+        return insurance
+
+    async def set_balance(self, psn_no: str, insutype: str, balance_fen: int) -> None:
+        """The personal account balance (balc)."""
+        async with self.db.writing() as s:
+            insurance = await self._insurance(s, psn_no, insutype)
+            insurance.balance_fen = balance_fen
+            s.add(insurance)
+
+    async def set_family_account(self, psn_no: str, insutype: str, balance_fen: int) -> None:
+        """What the family mutual-aid account (共济) can pay for this person; used when the rules allow."""
+        async with self.db.writing() as s:
+            insurance = await self._insurance(s, psn_no, insutype)
+            insurance.family_balance_fen = balance_fen
+            s.add(insurance)
+
+    async def balances(self, psn_no: str, insutype: str) -> tuple[int, int]:
+        """(personal account, family account) in fen."""
+        async with self.db.reading() as s:
+            stmt = select(InsurInsurance).where(
+                col(InsurInsurance.psn_no) == psn_no, col(InsurInsurance.insutype) == insutype
+            )
+            insurance = (await s.execute(stmt)).scalars().one()
+            return insurance.balance_fen, insurance.family_balance_fen
+
+    async def add_chronic_disease(
+        self, psn_no: str, opsp_dise_code: str, opsp_dise_name: str, begndate: date, enddate: date | None = None
+    ) -> None:
+        """Files a chronic or special disease for the person (what 5301 lists)."""
+        async with self.db.writing() as s:
+            s.add(InsurChronicDisease(
+                psn_no=psn_no, opsp_dise_code=opsp_dise_code, opsp_dise_name=opsp_dise_name, begndate=begndate,
+                enddate=enddate,
+            ))
+
+    async def set_rules(self, rules: SettlementRules, insutype: str = "310") -> None:
+        """The settlement rules for one insutype (others keep the sandbox's default rules)."""
+        async with self.db.writing() as s:
+            row = await s.get(InsurRules, insutype)
+            if row is None:
+                s.add(InsurRules(insutype=insutype, rules=rules.to_json()))
+            else:
+                row.rules = rules.to_json()
+                s.add(row)
