@@ -27,6 +27,8 @@ from bff.graphql_view import BFFGraphQL
 from bff.keys import KEYRING_INVALIDATION, open_keyring
 from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
+from bff.payment_callbacks import alipay_notified, wechatpay_notified
+from bff.payment_sources import build_money_sources
 from bff.security.assembly import ExpiryCollector, certificate_policy, gateway, served_certificates
 from bff.security.envelope import EncryptedFields, Unwrapper, transport_key
 from bff.security.gateway import SignedRequests
@@ -47,9 +49,13 @@ from datasources.store.fieldcrypt import FieldCipher
 from datasources.store.keyring import Keyring
 from realtime.broker import Broker, broker_from_url
 from realtime.invalidations import Invalidatable, Invalidations
+from resolvers import idempotency
 from resolvers.apps import APPS_INVALIDATION
 from resolvers.deps import BookingRules, Deps
 from resolvers.identity import FrontEnd, SessionPolicy
+from resolvers.payments import orders as payment_orders
+from resolvers.payments import refunds as payment_refunds
+from resolvers.payments.channels import AlipayChannel, PaymentChannel, WeChatPayChannel
 from resolvers.registration import release_expired_holds
 from schema.root import build_schema
 
@@ -70,14 +76,32 @@ def build_sources(settings: Settings, db: Database, clock: Clock) -> Sources:
         )
     else:
         his = SandboxHIS(db, clock)
-    return Sources(his=his, credit=SandboxCreditPlatform(db), channels=SandboxChannelLogin(db, clock))
+    money = build_money_sources(settings, db, clock)
+    return Sources(
+        his=his, credit=SandboxCreditPlatform(db), channels=SandboxChannelLogin(db, clock),
+        billing=money.billing, wechatpay=money.wechatpay, alipay=money.alipay,
+    )
+
+
+def payments_of(settings: Settings, sources: Sources) -> payment_orders.Payments | None:
+    channels: dict[str, PaymentChannel] = {}
+    if sources.wechatpay is not None:
+        channels["WECHAT_PAY"] = WeChatPayChannel(sources.wechatpay)
+    if sources.alipay is not None:
+        channels["ALIPAY"] = AlipayChannel(sources.alipay)
+    if not channels:
+        return None
+    return payment_orders.Payments(
+        channels=channels, order_timeout=timedelta(minutes=settings.payment_order_minutes),
+        public_base_url=settings.public_base_url,
+    )
 
 
 def front_ends() -> dict[str, FrontEnd]:
     """The front ends that may open sessions: read from the channel profiles in clients/, not coded."""
     return {
         p.login.session_channel: FrontEnd(
-            code=p.login.session_channel, login=p.login.provider, roles=frozenset(p.roles)
+            code=p.login.session_channel, login=p.login.provider, roles=frozenset(p.roles), payment=p.payment_channel
         )
         for p in load_profiles().values()
     }
@@ -142,6 +166,20 @@ async def _sweep_holds(deps: Deps, every_s: float) -> None:
             log.exception("releasing expired holds failed; retrying next round")
 
 
+async def _sweep_payments(deps: Deps, every_s: float) -> None:
+    """Open orders past their time, payments not yet recorded at the HIS, refunds under way."""
+    while True:
+        await asyncio.sleep(every_s)
+        if deps.payments is None:
+            continue
+        try:
+            await payment_orders.sweep(deps, deps.payments)
+            await payment_refunds.sweep(deps, deps.payments)
+            await idempotency.purge_expired(deps.db, deps.clock)
+        except Exception:
+            log.exception("sweeping payments failed; retrying next round")
+
+
 async def _purge_audit(deps: Deps, retention_days: int, every_s: float) -> None:
     """Audit retention, in every process: a minute after start, then every ``every_s``. Concurrent
     purges queue on the chain head; the later ones find nothing left to delete."""
@@ -198,6 +236,7 @@ def create_app(
             security_clock=security_clock,
             certificates=certificate_policy(settings),
         )
+        deps.payments = payments_of(settings, deps.sources)
         gateway_parts = gateway(settings, db, keyring, security_clock)
         state["gateway"] = gw = await gateway_parts.__aenter__()
         app.state.gateway_state = gw
@@ -214,6 +253,9 @@ def create_app(
         state["callback"] = queue_changed(deps, settings.callback_secret)
         sweeper = asyncio.create_task(_sweep_holds(deps, settings.hold_sweep_seconds), name="hold-sweeper")
         refresher = asyncio.create_task(_refresh_keys(keyring, settings.keyring_refresh_seconds), name="keyring")
+        payment_sweeper = asyncio.create_task(
+            _sweep_payments(deps, settings.payment_sweep_seconds), name="payment-sweeper"
+        )
         purger = asyncio.create_task(
             _purge_audit(deps, settings.audit_retention_days, settings.audit_purge_seconds), name="audit-retention"
         )
@@ -232,7 +274,7 @@ def create_app(
             async with metrics.watching_the_process():
                 yield
         finally:
-            for task in (sweeper, refresher, purger):
+            for task in (sweeper, refresher, purger, payment_sweeper):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -241,8 +283,11 @@ def create_app(
             await gateway_parts.__aexit__(None, None, None)
             if broker is None:
                 await the_broker.close()
-            if sources is None and hasattr(deps.sources.his, "aclose"):
-                await deps.sources.his.aclose()
+            if sources is None:
+                for source in (deps.sources.his, deps.sources.billing, deps.sources.wechatpay, deps.sources.alipay):
+                    close = getattr(source, "aclose", None)
+                    if close is not None:
+                        await close()
             await db.dispose()
 
     class GraphQLEndpoint:
@@ -292,6 +337,8 @@ def create_app(
         Route("/security/certificates", security_certificates),
         Route("/security/transport-key", security_transport_key),
         Route("/callbacks/his/queue-changed", callback, methods=["POST"]),
+        Route(payment_orders.NOTIFY_PREFIX + "wechatpay", wechatpay_notified(lambda: state["deps"]), methods=["POST"]),
+        Route(payment_orders.NOTIFY_PREFIX + "alipay", alipay_notified(lambda: state["deps"]), methods=["POST"]),
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_app),
     ]

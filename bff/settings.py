@@ -37,6 +37,31 @@ class SourceChoice(BaseModel):
     cooldown_seconds: float = 10.0
 
 
+class PaymentChannelChoice(SourceChoice):
+    """A payment channel: the sandbox (development; no real money), the channel's API, or off.
+    Unset: the sandbox in development, off in production."""
+
+    mode: Literal["sandbox", "http", "off"] | None = None  # type: ignore[assignment]
+    # HTTP only: the files holding the merchant's private key and the channel's public key (PEM).
+    private_key_file: Path | None = None
+    platform_public_key_file: Path | None = None
+
+
+class WeChatPayChoice(PaymentChannelChoice):
+    url: str = "https://api.mch.weixin.qq.com"
+    mchid: str = "1900000109"
+    appid: str = "wx1234567890abcdef"
+    # The serial of the merchant API certificate, and WeChat Pay's public key id (PUB_KEY_ID_...).
+    certificate_serial: str = "4F0D7E1B3C2A59687F6E5D4C3B2A19081726354A"
+    public_key_id: str = "PUB_KEY_ID_0119000001092026113000000000000001"
+    apiv3_key: SecretStr | None = None
+
+
+class AlipayChoice(PaymentChannelChoice):
+    url: str = "https://openapi.alipay.com/gateway.do"
+    app_id: str = "2021000000000001"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="", env_nested_delimiter="__", extra="ignore", case_sensitive=False
@@ -58,6 +83,15 @@ class Settings(BaseSettings):
 
     his: SourceChoice = Field(default_factory=SourceChoice)
     credit: SourceChoice = Field(default_factory=SourceChoice)
+    wechatpay: WeChatPayChoice = Field(default_factory=WeChatPayChoice)
+    alipay: AlipayChoice = Field(default_factory=AlipayChoice)
+    # Where the payment channels send their notifications: this BFF's public https address.
+    # Required in production; in development, learned from the first request when unset.
+    public_base_url: str = ""
+    # An unpaid payment order closes after this many minutes (a registration's hold ends it sooner).
+    payment_order_minutes: int = Field(default=15, ge=2, le=120)
+    # How often open orders past their time, unrecorded payments and refunds under way are looked at.
+    payment_sweep_seconds: float = Field(default=30.0, gt=0)
 
     # Same-day registration and check-in: the caller must be within this distance of the campus.
     geofence_radius_m: float = 1000.0
@@ -148,7 +182,27 @@ class Settings(BaseSettings):
             raise ValueError("CREDIT__MODE=http: there is no HTTP client for the credit platform yet; use sandbox.")
         if self.his.mode == "http" and not self.his.url:
             raise ValueError("HIS__MODE=http needs HIS__URL, the base URL of the HIS gateway.")
+        for name, channel in (("WECHATPAY", self.wechatpay), ("ALIPAY", self.alipay)):
+            if self.environment == "production" and channel.mode == "sandbox":
+                raise ValueError(f"{name}__MODE=sandbox in production takes no real money; use http or off.")
+            keys = (channel.private_key_file, channel.platform_public_key_file)
+            if channel.mode == "http" and None in keys:
+                raise ValueError(
+                    f"{name}__MODE=http needs {name}__PRIVATE_KEY_FILE (the merchant's key) and "
+                    f"{name}__PLATFORM_PUBLIC_KEY_FILE (the channel's public key), both PEM."
+                )
+        if self.wechatpay.mode == "http" and self.wechatpay.apiv3_key is None:
+            raise ValueError("WECHATPAY__MODE=http needs WECHATPAY__APIV3_KEY (32 characters, merchant portal).")
+        takes_money = "http" in (self.wechatpay.mode, self.alipay.mode)
+        if self.environment == "production" and takes_money and not self.public_base_url.startswith("https://"):
+            raise ValueError("PUBLIC_BASE_URL (https://...) is required in production: the payment channels notify it.")
         return self
+
+    def payment_mode(self, channel: PaymentChannelChoice) -> str:
+        """sandbox, http or off, with the environment's default applied."""
+        if channel.mode is not None:
+            return channel.mode
+        return "sandbox" if self.environment == "development" else "off"
 
     @model_validator(mode="after")
     def _audit_kept_six_months(self) -> Settings:

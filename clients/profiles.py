@@ -65,6 +65,9 @@ class ChannelProfile:
     borrows_from: Path | None = None
     """Another channel's folder supplying the documents this one does not write itself (the same
     flows in another app: Alipay sends WeChat's documents, with its own login)."""
+    payment_channel: str | None = None
+    """How this front end's patients pay (``WECHAT_PAY``, ``ALIPAY``): the channel their app opens
+    (wx.requestPayment, my.tradePay); None for front ends that take no money."""
 
     def document_path(self, name: str) -> Path:
         return self.file_path(f"{name}.graphql")
@@ -187,6 +190,7 @@ def _profile(path: Path) -> ChannelProfile:
             ),
             directory=path.parent,
             borrows_from=path.parent.parent / documents["borrow_from"] if "borrow_from" in documents else None,
+            payment_channel=data.get("payment", {}).get("channel"),
         )
     except (KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise ProfileError(f"{path}: {exc!r}") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasources.cache import Cache
 from datasources.clock import Clock, SystemClock
@@ -17,6 +17,9 @@ from realtime.broker import Broker
 from realtime.invalidations import Invalidations
 from resolvers.apps import CertificatePolicy
 from resolvers.identity import FrontEnd, SessionPolicy
+
+if TYPE_CHECKING:
+    from resolvers.payments.orders import Payments
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class Deps:
     security_clock: Clock = field(default_factory=SystemClock)
     certificates: CertificatePolicy = field(default_factory=CertificatePolicy)
     reloaders: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
+    # The payment channels and order rules (resolvers/payments); None when no channel is enabled.
+    payments: Payments | None = None
 
     async def invalidate(self, *keys: str) -> None:
         """Call after the write that changed the data has committed. Keys with a reloader (the app

@@ -162,3 +162,19 @@ async def in_service(call: Awaitable[T], message: str = HIS_DOWN) -> T:
         return await call
     except SourceUnavailable as exc:
         raise ServiceUnavailable(message) from exc
+
+
+class OrderClosed(DomainError):
+    """The payment order was closed (not paid in time, or replaced): start a new payment."""
+
+    code = "ORDER_CLOSED"
+
+
+class RefundExceedsPaid(DomainError):
+    """A refund above what is left of the payment (paid minus refunded and refunds under way)."""
+
+    code = "REFUND_EXCEEDS_PAID"
+
+    def __init__(self, refundable_fen: int) -> None:
+        super().__init__(f"At most {refundable_fen / 100:.2f} yuan of this payment can still be refunded.")
+        self.refundable_fen = refundable_fen

@@ -78,6 +78,7 @@ class FrontEnd:
     code: str  # WECHAT, ELDERLY, ALIPAY, DOCTOR_H5, ...
     login: str  # WECHAT, ALIPAY or PASSWORD
     roles: frozenset[str]
+    payment: str | None = None  # WECHAT_PAY, ALIPAY: the channel its patients pay with
 
 
 def front_end(front_ends: Mapping[str, FrontEnd], code: str, login: str) -> FrontEnd:

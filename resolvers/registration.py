@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
 from datasources.clock import SHANGHAI, local_date
 from datasources.credit import contract as credit
@@ -287,6 +288,7 @@ class Cancelled:
     registration: c.Registration
     patient_id: int
     refund_pending: bool
+    refund: Any = None  # resolvers.payments.refunds.Refund, when the fee was paid online
 
 
 async def cancel_registration(deps: Deps, *, account_id: int, registration_id: str) -> Cancelled:
@@ -301,7 +303,14 @@ async def cancel_registration(deps: Deps, *, account_id: int, registration_id: s
         raise ServiceUnavailable(HIS_DOWN) from exc
     await publish_released(deps, cancelled.schedule_id)
     await _notify(deps, account_id, "REGISTRATION_CANCELLED", "Appointment cancelled", _describe(cancelled))
-    return Cancelled(cancelled, patient_id, refund_pending=cancelled.payment_status == "PAID" and cancelled.fee_fen > 0)
+    # The paid fee goes back by its original route (imported here: payments builds on registrations).
+    from resolvers.payments.outpatient import refund_cancelled_registration
+
+    refund = await refund_cancelled_registration(deps, cancelled)
+    refund_pending = cancelled.payment_status == "PAID" and cancelled.fee_fen > 0
+    if refund is not None:
+        refund_pending = refund.status != "SUCCEEDED"
+    return Cancelled(cancelled, patient_id, refund_pending=refund_pending, refund=refund)
 
 
 async def release_expired_holds(deps: Deps) -> int:

@@ -175,3 +175,21 @@ class OutsideGeofenceError(UserError):
 @strawberry.type(description="The time for this action has passed at `cutoffAt`.")
 class CutoffPassedError(UserError):
     cutoff_at: datetime
+
+
+@strawberry.type(description="The payment was closed (not paid in time, or replaced by a newer one): start again.")
+class OrderClosedError(UserError):
+    pass
+
+
+@strawberry.type(description="The refund asked for is more than is left of the payment; `refundable` is what is.")
+class RefundExceedsPaidError(UserError):
+    refundable: Money
+
+
+@strawberry.type(
+    description="The idempotency key belongs to another request (IDEMPOTENCY_KEY_REUSED: use a new key), or the "
+    "first request with it is still running (REQUEST_IN_PROGRESS: ask again shortly)."
+)
+class IdempotencyConflictError(UserError):
+    pass

@@ -78,11 +78,60 @@ class RegistrationStatus(Enum):
     EXPIRED = "EXPIRED"
 
 
-@strawberry.enum(description="PAY_LATER: treat first, pay afterwards (先诊疗后付费).")
+@strawberry.enum(description="PAY_LATER: treat first, pay afterwards (先诊疗后付费). REFUNDED: paid, then given back.")
 class PaymentStatus(Enum):
     UNPAID = "UNPAID"
     PAID = "PAID"
     PAY_LATER = "PAY_LATER"
+    REFUNDED = "REFUNDED"
+
+
+@strawberry.enum(
+    description="A payment order: CREATED/PAYING (waiting for the patient), PAID (the channel has the money), "
+    "SETTLED (the hospital recorded it), CLOSED (not paid in time), REFUNDING/REFUNDED (all of it going/gone back)."
+)
+class PaymentOrderStatus(Enum):
+    CREATED = "CREATED"
+    PAYING = "PAYING"
+    PAID = "PAID"
+    SETTLED = "SETTLED"
+    CLOSED = "CLOSED"
+    REFUNDING = "REFUNDING"
+    REFUNDED = "REFUNDED"
+
+
+@strawberry.enum(description="What a payment is for.")
+class PaymentPurpose(Enum):
+    REGISTRATION = "REGISTRATION"
+    BILLS = "BILLS"
+    DEPOSIT = "DEPOSIT"
+
+
+@strawberry.enum(description="How the patient paid.")
+class PaymentChannel(Enum):
+    WECHAT_PAY = "WECHAT_PAY"
+    ALIPAY = "ALIPAY"
+
+
+@strawberry.enum(
+    description="A refund: PENDING_APPROVAL (an operator decides), REQUESTED/PROCESSING (under way), SUCCEEDED, "
+    "FAILED (the hospital or the channel refused; nothing was returned), REJECTED (by an operator)."
+)
+class RefundStatus(Enum):
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    REQUESTED = "REQUESTED"
+    PROCESSING = "PROCESSING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+
+
+@strawberry.enum(description="A bill's kind: 处方 prescription, 检验 lab test, 检查 exam, 治疗 treatment.")
+class BillCategory(Enum):
+    PRESCRIPTION = "PRESCRIPTION"
+    LAB = "LAB"
+    EXAM = "EXAM"
+    TREATMENT = "TREATMENT"
 
 
 @strawberry.enum

@@ -7,12 +7,14 @@ from typing import Any
 import strawberry
 
 from resolvers import errors as e
+from resolvers import idempotency
 from schema.common import (
     AccountLockedError,
     AlreadyRegisteredError,
     CreditDefaultedError,
     CutoffPassedError,
     DepositTopUpEntry,
+    IdempotencyConflictError,
     InvalidInputError,
     LoginFailedError,
     MedicalCardRequiredError,
@@ -20,7 +22,9 @@ from schema.common import (
     Money,
     NotAllowedError,
     NotFoundError,
+    OrderClosedError,
     OutsideGeofenceError,
+    RefundExceedsPaidError,
     SecondFactorNotEnrolledError,
     SecondFactorRejectedError,
     SecondFactorRequiredError,
@@ -83,4 +87,10 @@ def user_error(exc: e.DomainError) -> Any:
             return SecondFactorRejectedError(message=m, code=code)
         case e.SecondFactorNotEnrolled():
             return SecondFactorNotEnrolledError(message=m, code=code)
+        case e.OrderClosed():
+            return OrderClosedError(message=m, code=code)
+        case e.RefundExceedsPaid():
+            return RefundExceedsPaidError(message=m, code=code, refundable=Money.of(exc.refundable_fen))
+        case idempotency.IdempotencyKeyReused() | idempotency.RequestInProgress():
+            return IdempotencyConflictError(message=m, code=code)
     raise exc

@@ -24,6 +24,7 @@ from schema.documents import ValidationByQueryText, ValidationResults
 from schema.execution import LeanExecutionContext
 from schema.identity import IdentityMutation
 from schema.patients import PatientsMutation, PatientsQuery
+from schema.payments import PaymentsMutation
 from schema.registration import RegistrationMutation, RegistrationSubscription
 from schema.viewer import Me
 
@@ -36,7 +37,7 @@ class Query(CatalogQuery, AppsQuery, PatientsQuery):
 
 
 @strawberry.type
-class Mutation(IdentityMutation, PatientsMutation, RegistrationMutation, AppsMutation):
+class Mutation(IdentityMutation, PatientsMutation, RegistrationMutation, PaymentsMutation, AppsMutation):
     pass
 
 

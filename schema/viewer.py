@@ -14,6 +14,10 @@ from schema.catalog import Schedule
 from schema.common import Connection, Ctx, Edge, PageInfo
 from schema.identity import Account
 from schema.patients import HospitalCard, Patient, hospital_card, parse_id, patients_of
+from schema.payments import PaymentOrder, PendingBill
+from schema.payments import payment as payment_field
+from schema.payments import payments as payments_field
+from schema.payments import pending_bills as pending_bills_field
 from schema.permissions import IsAuthenticated, IsDoctor, IsPatient
 from schema.registration import QueueState, Registration, RegistrationFilter, registrations_of
 
@@ -86,6 +90,15 @@ class Me:
         if not found or found[0].his_patient_id not in owners:
             return None
         return (await registrations_of(info, [(found[0], owners[found[0].his_patient_id])]))[0]
+
+    pending_bills: list[PendingBill] = strawberry.field(
+        resolver=pending_bills_field, permission_classes=[IsPatient],
+        description="待缴费: the unpaid bills of the account's patients (or one of them), oldest first.",
+    )
+    payments: list[PaymentOrder] = strawberry.field(
+        resolver=payments_field, permission_classes=[IsPatient], description="The account's payments, newest first."
+    )
+    payment: PaymentOrder | None = strawberry.field(resolver=payment_field, permission_classes=[IsPatient])
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def unread_notification_count(self, info: Ctx) -> int:

@@ -293,3 +293,86 @@ class SagaRecord(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=_at())
     updated_at: datetime = Field(sa_column=_at())
+
+
+class PaymentOrder(SQLModel, table=True):
+    """One collection of money from a patient (a registration fee, bills paid together, a deposit
+    top-up): the BFF's own record of what was asked, through which channel, and how far it got.
+
+    ``open_subject`` names what the order pays while it can still be paid (``REGISTRATION:42``);
+    it is unique, so two open orders never pay the same thing, and cleared when the order ends."""
+
+    __tablename__ = "payment_order"
+    __table_args__ = (
+        UniqueConstraint("open_subject", name="uq_payment_order_open_subject"),
+        Index("ix_payment_order_status", "status", "expires_at"),
+        Index("ix_payment_order_account", "account_id", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    order_no: str = Field(max_length=32, unique=True)  # out_trade_no at the channel
+    account_id: int = Field(foreign_key="account.id")
+    patient_id: int
+    his_patient_id: str = Field(max_length=32)
+    purpose: str = Field(max_length=16)  # REGISTRATION, BILLS, DEPOSIT
+    subject: str = Field(sa_column=Column(Text, nullable=False))  # JSON: what is paid
+    open_subject: str | None = Field(default=None, max_length=160)
+    channel: str = Field(max_length=16)  # WECHAT_PAY, ALIPAY
+    description: str = Field(max_length=128)
+    total_fen: int
+    self_pay_fen: int
+    insurance_fen: int = 0
+    refunded_fen: int = 0
+    # CREATED → PAYING → PAID → SETTLED; CLOSED (unpaid); REFUNDED (all of it back)
+    status: str = Field(max_length=12)
+    channel_ref: str | None = Field(default=None, max_length=64)  # prepay_id / Alipay trade_no
+    channel_trade_no: str | None = Field(default=None, max_length=64)  # the paid transaction's id
+    his_receipt_no: str | None = Field(default=None, max_length=64)
+    invoice_url: str | None = Field(default=None, max_length=512)
+    problem: str | None = Field(default=None, max_length=64)  # why a paid order was refunded, if it was
+    write_back_attempts: int = 0
+    created_at: datetime = Field(sa_column=_at())
+    expires_at: datetime = Field(sa_column=_at())
+    paid_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    settled_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    closed_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    updated_at: datetime = Field(sa_column=_at())
+
+
+class PaymentRefund(SQLModel, table=True):
+    """Money going back by the route it came: recorded before the channel is asked, so a process that
+    dies mid-way leaves a row the sweeper finishes; ``refund_no`` is the channel's out_refund_no."""
+
+    __tablename__ = "payment_refund"
+    __table_args__ = (Index("ix_payment_refund_status", "status"),)
+    id: int | None = Field(default=None, primary_key=True)
+    refund_no: str = Field(max_length=32, unique=True)
+    order_no: str = Field(max_length=32, index=True)
+    amount_fen: int
+    self_pay_fen: int
+    insurance_fen: int = 0
+    reason: str = Field(max_length=128)
+    cause: str = Field(max_length=24)  # PATIENT_CANCELLED, NOT_PAYABLE_AT_HIS, OPERATOR, RECONCILIATION
+    bill_ids: str = Field(default="[]", sa_column=Column(Text, nullable=False))  # JSON
+    # PENDING_APPROVAL → REQUESTED → PROCESSING → SUCCEEDED | FAILED; REJECTED by an operator
+    status: str = Field(max_length=16)
+    requested_by: int | None = None
+    approved_by: int | None = None
+    channel_refund_id: str | None = Field(default=None, max_length=64)
+    failure: str | None = Field(default=None, max_length=256)
+    his_written_back_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    created_at: datetime = Field(sa_column=_at())
+    updated_at: datetime = Field(sa_column=_at())
+    succeeded_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+
+
+class PaymentNotice(SQLModel, table=True):
+    """A channel's notification, kept once by its id: a repeated one is answered without acting again."""
+
+    __tablename__ = "payment_notice"
+    __table_args__ = (UniqueConstraint("channel", "notice_id", name="uq_payment_notice"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    notice_id: str = Field(max_length=64)
+    order_no: str = Field(max_length=64, index=True)
+    event: str = Field(max_length=32)
+    received_at: datetime = Field(sa_column=_at())

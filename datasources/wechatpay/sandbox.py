@@ -194,6 +194,8 @@ class SandboxWeChatPay:
         _positive_fen(total_fen, "amount.total")
         if not out_refund_no or len(out_refund_no) > 64:
             raise _reject(c.PARAM_ERROR, "out_refund_no is required (≤64)")
+        if len(reason) > 80:
+            raise _reject(c.PARAM_ERROR, "reason is at most 80 characters")
         now = self.clock.now()
         async with self.db.writing() as s:
             existing = (

@@ -1,0 +1,111 @@
+"""The payment channels' notifications (支付结果通知): verified with the channel's key, kept once by
+their id, then the order is confirmed by asking the channel itself (the query is the truth).
+
+WeChat Pay expects 200/204 with an empty body for "received", anything else makes it send again;
+Alipay expects the text ``success``. A duplicate is answered as received and changes nothing;
+a notification that fails verification is refused (and so sent again, and refused again).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from datasources.errors import SourceRejected
+from datasources.store.models import PaymentNotice
+from resolvers.deps import Deps
+from resolvers.payments import orders, refunds
+
+log = logging.getLogger(__name__)
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+async def _once(
+    deps: Deps, channel: str, notice_id: str, order_no: str, event: str, act: Callable[[], Awaitable[object]]
+) -> None:
+    """Acts on a notification the first time it arrives. If acting fails, the record goes too, so
+    the channel's next delivery (it sends again after an error) is acted on."""
+    notice = PaymentNotice(
+        channel=channel, notice_id=notice_id[:64], order_no=order_no[:64], event=event[:32],
+        received_at=deps.clock.now(),
+    )
+    try:
+        async with deps.db.writing() as s:
+            s.add(notice)
+    except IntegrityError:
+        return
+    try:
+        await act()
+    except BaseException:
+        async with deps.db.writing() as s:
+            await s.execute(delete(PaymentNotice).where(col(PaymentNotice.id) == notice.id))
+        raise
+
+
+def wechatpay_notified(get_deps: Callable[[], Deps]) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        deps = get_deps()
+        api, payments = deps.sources.wechatpay, deps.payments
+        if api is None or payments is None:
+            return JSONResponse({"code": "FAIL", "message": "WeChat Pay is not enabled"}, status_code=404)
+        body = await request.body()
+        try:
+            notice = api.parse_notification({k.lower(): v for k, v in request.headers.items()}, body)
+        except SourceRejected as exc:
+            log.warning("WeChat Pay notification refused: %s", exc.code)
+            return JSONResponse({"code": "FAIL", "message": "signature verification failed"}, status_code=401)
+        if notice.transaction is not None:
+            order_no = notice.transaction.out_trade_no
+            await _once(deps, "WECHAT_PAY", notice.id, order_no, notice.event_type,
+                        lambda: _confirm(deps, payments, order_no))
+        elif notice.refund is not None:
+            refund_no = notice.refund.out_refund_no
+            await _once(deps, "WECHAT_PAY", notice.id, notice.refund.out_trade_no, notice.event_type,
+                        lambda: _refunded(deps, payments, refund_no))
+        return Response(status_code=204)
+
+    return endpoint
+
+
+def alipay_notified(get_deps: Callable[[], Deps]) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        deps = get_deps()
+        api, payments = deps.sources.alipay, deps.payments
+        if api is None or payments is None:
+            return PlainTextResponse("failure", status_code=404)
+        try:  # application/x-www-form-urlencoded, UTF-8 (the charset the trade was created with)
+            form = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            return PlainTextResponse("failure", status_code=400)
+        try:
+            notice = api.parse_notification(form)
+        except SourceRejected as exc:
+            log.warning("Alipay notification refused: %s", exc.code)
+            return PlainTextResponse("failure", status_code=400)
+        if not notice.out_biz_no:  # a refund's notify changes nothing: Alipay refunds are final when answered
+            await _once(deps, "ALIPAY", notice.notify_id, notice.out_trade_no, notice.trade_status,
+                        lambda: _confirm(deps, payments, notice.out_trade_no))
+        return PlainTextResponse("success")
+
+    return endpoint
+
+
+async def _confirm(deps: Deps, payments: orders.Payments, order_no: str) -> None:
+    """A notification for an order this BFF never made is answered as received and logged: telling
+    the channel to send it again would not make the order exist."""
+    if await orders.load(deps, order_no) is None:
+        log.warning("payment notification for unknown order %s", order_no)
+        return
+    await orders.confirm(deps, payments, order_no)
+
+
+async def _refunded(deps: Deps, payments: orders.Payments, refund_no: str) -> None:
+    if await refunds.load(deps, refund_no) is not None:
+        await refunds.execute(deps, payments, refund_no)

@@ -1,0 +1,255 @@
+"""Payments: pending bills, paying a registration or bills through the patient's own app, the
+payment orders and their refunds. Fields unpack, call resolvers/payments, convert."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import strawberry
+
+from datasources.his import billing as b
+from resolvers.errors import DomainError
+from resolvers.payments import orders as o
+from resolvers.payments import outpatient
+from resolvers.payments import refunds as r
+from schema.common import (
+    Ctx,
+    IdempotencyConflictError,
+    InvalidInputError,
+    Money,
+    NotAllowedError,
+    NotFoundError,
+    OrderClosedError,
+    ServiceUnavailableError,
+)
+from schema.enums import BillCategory, PaymentChannel, PaymentOrderStatus, PaymentPurpose, RefundStatus
+from schema.errors import user_error
+from schema.patients import parse_id
+from schema.permissions import IsPatient
+
+
+@strawberry.type(description="One line of a bill: what, how many, at what price.")
+class BillItem:
+    code: str
+    name: str
+    spec: str
+    unit: str
+    quantity: str = strawberry.field(description='Decimal text, e.g. "2" or "0.5".')
+    unit_price: Money
+    amount: Money
+    insurance_class: str = strawberry.field(description='Insurance catalogue class "A", "B" or "C"; "" if none.')
+
+    @staticmethod
+    def of(i: b.BillItem) -> BillItem:
+        return BillItem(
+            code=i.code, name=i.name, spec=i.spec, unit=i.unit, quantity=i.quantity,
+            unit_price=Money.of(i.unit_price_fen), amount=Money.of(i.amount_fen), insurance_class=i.insurance_class,
+        )
+
+
+@strawberry.type(description="待缴费: a bill the hospital is waiting for (several can be paid together).")
+class PendingBill:
+    id: strawberry.ID
+    patient_id: strawberry.ID
+    registration_id: strawberry.ID | None
+    department_id: strawberry.ID
+    doctor_id: strawberry.ID
+    category: BillCategory
+    title: str
+    total: Money = strawberry.field(description="Always the sum of the items.")
+    items: list[BillItem]
+    created_at: dt.datetime
+
+    @staticmethod
+    def of(bill: b.Bill, patient_id: int) -> PendingBill:
+        return PendingBill(
+            id=strawberry.ID(bill.id), patient_id=strawberry.ID(str(patient_id)),
+            registration_id=strawberry.ID(bill.registration_id) if bill.registration_id else None,
+            department_id=strawberry.ID(bill.department_id), doctor_id=strawberry.ID(bill.doctor_id),
+            category=BillCategory(bill.category), title=bill.title, total=Money.of(bill.total_fen),
+            items=[BillItem.of(i) for i in bill.items], created_at=bill.created_at,
+        )
+
+
+@strawberry.type(description="Money going back to where it came from.")
+class Refund:
+    refund_no: str
+    amount: Money
+    status: RefundStatus
+    reason: str
+    created_at: dt.datetime
+    succeeded_at: dt.datetime | None
+
+    @staticmethod
+    def of(x: r.Refund) -> Refund:
+        return Refund(
+            refund_no=x.refund_no, amount=Money.of(x.amount_fen), status=RefundStatus(x.status), reason=x.reason,
+            created_at=x.created_at, succeeded_at=x.succeeded_at,
+        )
+
+
+@strawberry.type(description="One payment: what for, how, and how far it got.")
+class PaymentOrder:
+    order_no: str
+    purpose: PaymentPurpose
+    channel: PaymentChannel
+    description: str
+    amount: Money
+    refunded: Money = strawberry.field(description="Refunded or being refunded.")
+    status: PaymentOrderStatus
+    patient_id: strawberry.ID
+    created_at: dt.datetime
+    expires_at: dt.datetime = strawberry.field(description="Unpaid, the order closes at this time.")
+    paid_at: dt.datetime | None
+    settled_at: dt.datetime | None
+    receipt_no: str | None
+    invoice_url: str | None = strawberry.field(description="The e-invoice (电子票据), once the hospital issued it.")
+    refunds: list[Refund]
+
+    @staticmethod
+    def of(x: o.Order, refunds: list[r.Refund]) -> PaymentOrder:
+        return PaymentOrder(
+            order_no=x.order_no, purpose=PaymentPurpose(x.purpose), channel=PaymentChannel(x.channel),
+            description=x.description, amount=Money.of(x.total_fen), refunded=Money.of(x.refunded_fen),
+            status=PaymentOrderStatus(x.status), patient_id=strawberry.ID(str(x.patient_id)), created_at=x.created_at,
+            expires_at=x.expires_at, paid_at=x.paid_at, settled_at=x.settled_at, receipt_no=x.his_receipt_no,
+            invoice_url=x.invoice_url, refunds=[Refund.of(y) for y in refunds],
+        )
+
+
+async def orders_of(info: Ctx, found: list[o.Order]) -> list[PaymentOrder]:
+    grouped = await r.of_orders(info.context.deps, [x.order_no for x in found]) if found else []
+    return [PaymentOrder.of(x, refunds) for x, refunds in zip(found, grouped, strict=True)]
+
+
+@strawberry.type(description="wx.requestPayment's arguments, signed by the BFF with the merchant key.")
+class WeChatPayParameters:
+    app_id: str
+    time_stamp: str
+    nonce_str: str
+    package: str
+    sign_type: str
+    pay_sign: str
+
+
+@strawberry.type(description="my.tradePay's argument.")
+class AlipayParameters:
+    trade_no: str
+
+
+@strawberry.type(description="Hand these to the app's pay call, then call confirmPayment (or wait for the status).")
+class PaymentStarted:
+    order: PaymentOrder
+    wechat_pay: WeChatPayParameters | None
+    alipay: AlipayParameters | None
+
+
+def _started(result: outpatient.Started) -> PaymentStarted:
+    p = result.client
+    return PaymentStarted(
+        order=PaymentOrder.of(result.order, []),
+        wechat_pay=WeChatPayParameters(
+            app_id=p["appId"], time_stamp=p["timeStamp"], nonce_str=p["nonceStr"], package=p["package"],
+            sign_type=p["signType"], pay_sign=p["paySign"],
+        ) if "paySign" in p else None,
+        alipay=AlipayParameters(trade_no=p["tradeNO"]) if "tradeNO" in p else None,
+    )
+
+
+@strawberry.input
+class PayRegistrationInput:
+    registration_id: strawberry.ID
+    idempotency_key: str = strawberry.field(description="A new UUID per payment attempt; resend it on retry.")
+
+
+@strawberry.input
+class PayBillsInput:
+    bill_ids: list[strawberry.ID] = strawberry.field(description="One patient's bills, paid together (1-50).")
+    idempotency_key: str = strawberry.field(description="A new UUID per payment attempt; resend it on retry.")
+
+
+@strawberry.input
+class ConfirmPaymentInput:
+    order_no: str
+
+
+_StartErrors = (
+    NotFoundError | NotAllowedError | OrderClosedError | InvalidInputError | IdempotencyConflictError
+    | ServiceUnavailableError
+)
+PayPayload = Annotated[PaymentStarted | _StartErrors, strawberry.union("PayPayload")]
+ConfirmPaymentPayload = Annotated[
+    PaymentOrder | NotFoundError | NotAllowedError | ServiceUnavailableError, strawberry.union("ConfirmPaymentPayload")
+]
+
+
+async def pending_bills(info: Ctx, patient_id: strawberry.ID | None = None) -> list[PendingBill]:
+    found = await outpatient.pending_bills(
+        info.context.deps, account_id=info.context.viewer.account_id or 0,
+        patient_id=parse_id(patient_id) if patient_id is not None else None,
+    )
+    return [PendingBill.of(bill, pid) for bill, pid in found]
+
+
+async def payments(info: Ctx, first: int = 20) -> list[PaymentOrder]:
+    found = await o.orders_of(info.context.deps, info.context.viewer.account_id or 0, limit=max(1, min(first, 100)))
+    return await orders_of(info, found)
+
+
+async def payment(info: Ctx, order_no: str) -> PaymentOrder | None:
+    found = await o.load(info.context.deps, order_no)
+    if found is None or found.account_id != info.context.viewer.account_id:
+        return None
+    return (await orders_of(info, [found]))[0]
+
+
+def _learn_base_url(info: Ctx) -> None:
+    """Development without PUBLIC_BASE_URL: the channels notify the address this request came to."""
+    payments = info.context.deps.payments
+    request = info.context.request
+    if payments is not None and not payments.public_base_url and request is not None:
+        payments.public_base_url = str(request.base_url).rstrip("/")
+
+
+@strawberry.type
+class PaymentsMutation:
+    @strawberry.mutation(permission_classes=[IsPatient], description="挂号缴费: pay a registration's fee in this app.")
+    async def pay_registration(self, info: Ctx, input: PayRegistrationInput) -> PayPayload:
+        _learn_base_url(info)
+        viewer = info.context.viewer
+        try:
+            started = await outpatient.pay_registration(
+                info.context.deps, account_id=viewer.account_id or 0, session_channel=viewer.channel,
+                registration_id=str(input.registration_id), idempotency_key=input.idempotency_key,
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return _started(started)
+
+    @strawberry.mutation(permission_classes=[IsPatient], description="门诊缴费: bills paid as one.")
+    async def pay_bills(self, info: Ctx, input: PayBillsInput) -> PayPayload:
+        _learn_base_url(info)
+        viewer = info.context.viewer
+        try:
+            started = await outpatient.pay_bills(
+                info.context.deps, account_id=viewer.account_id or 0, session_channel=viewer.channel,
+                bill_ids=[str(i) for i in input.bill_ids], idempotency_key=input.idempotency_key,
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return _started(started)
+
+    @strawberry.mutation(
+        permission_classes=[IsPatient],
+        description="After the app's pay call returned: the BFF asks the channel (never trusting the app) and "
+        "returns the order as it now stands.",
+    )
+    async def confirm_payment(self, info: Ctx, input: ConfirmPaymentInput) -> ConfirmPaymentPayload:
+        try:
+            order = await outpatient.confirm_payment(
+                info.context.deps, account_id=info.context.viewer.account_id or 0, order_no=input.order_no
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return (await orders_of(info, [order]))[0]
