@@ -11,23 +11,32 @@ ledger, deposits with arrears, and races that pay once. At the end: what only th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from datasources.clock import SHANGHAI, FixedClock, local_date
-from datasources.errors import SourceRejected
+from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.his import billing as b
+from datasources.his import billing_wire, wire
 from datasources.his import contract as c
+from datasources.his.billing_http import HttpHISBilling
 from datasources.his.billing_sandbox import INVOICE_BASE, SandboxHISBilling, SandboxHISBillingAdmin
+from datasources.his.billing_served import his_billing_sandbox_app
 from datasources.his.sandbox import SandboxHIS
 from datasources.store.db import Database
+from tests.conftest import LiveServer
 from tests.factories import Hospital, resident_id
 
-IMPLEMENTATIONS = ["sandbox_in_process"]
+IMPLEMENTATIONS = ["sandbox_in_process", "http_to_served_sandbox"]
 
 ASPIRIN = b.BillItem("X-B01AC06", "阿司匹林肠溶片", "100mg*30片", "盒", "2", 1550, 3100, "XB01ACA056A001010100483", "A")
 BLOOD = b.BillItem("250101001", "血常规", "", "次", "1", 2000, 2000, "001202000010000", "A")
@@ -87,15 +96,25 @@ class Stage:
         return [x.status for x in await self.billing.bills_by_ids(list(bill_ids))]
 
 
-def paid(reference: str, total: int, *, channel: str = b.WECHAT_PAY, **parts: int) -> b.PaymentRecord:
+def paid(
+    reference: str,
+    total: int,
+    *,
+    channel: str = b.WECHAT_PAY,
+    fund_fen: int = 0,
+    personal_account_fen: int = 0,
+    deposit_fen: int = 0,
+) -> b.PaymentRecord:
     """A payment record whose self-paid part is what the other parts leave."""
     return b.PaymentRecord(
-        reference=reference,
-        channel=channel,
-        total_fen=total,
-        self_pay_fen=total - sum(parts.values()),
+        reference,
+        channel,
+        total,
+        total - fund_fen - personal_account_fen - deposit_fen,
+        fund_fen=fund_fen,
+        personal_account_fen=personal_account_fen,
+        deposit_fen=deposit_fen,
         channel_trade_no=f"42000{reference}",
-        **parts,
     )
 
 
@@ -118,7 +137,16 @@ async def stage(request: pytest.FixtureRequest, db: Database, clock: FixedClock)
     sandbox = SandboxHISBilling(db, clock)
     hospital = await Hospital(db, clock).build()
     parts = (sandbox, SandboxHISBillingAdmin(db), SandboxHIS(db, clock), hospital, clock)
-    yield Stage(sandbox, *parts)
+    if request.param == "sandbox_in_process":
+        yield Stage(sandbox, *parts)
+        return
+    live = await LiveServer(his_billing_sandbox_app(lambda: sandbox)).start()
+    client = HttpHISBilling(live.url, timeout=10)
+    try:
+        yield Stage(client, *parts)
+    finally:
+        await client.aclose()
+        await live.stop()
 
 
 async def rejected(call: Awaitable[Any]) -> str:
@@ -553,3 +581,160 @@ async def test_concurrent_refunds_never_exceed_what_was_paid(stage: Stage) -> No
         sum(e.amount_fen for e in await stage.billing.ledger(local_date(stage.clock.now())) if e.kind == "REFUND")
         == 5000
     )
+
+
+# The wire format -------------------------------------------------------------------------------------
+def test_the_writes_are_exactly_the_calls_that_are_never_repeated() -> None:
+    writes = {name for name, method in billing_wire.METHODS.items() if not method.idempotent}
+    assert writes == {"pay_bills", "pay_registration", "refund", "top_up_deposit", "refund_deposit"}
+    assert billing_wire.IDEMPOTENT <= set(billing_wire.METHODS)
+
+
+def test_records_cross_the_wire_unchanged_and_left_out_parts_default_to_zero() -> None:
+    method = billing_wire.METHODS["pay_bills"]
+    at = datetime(2026, 11, 23, 9, 10, tzinfo=SHANGHAI)
+    payment = b.PaymentRecord("PAY-1", b.MIXED, 5100, 2100, fund_fen=3000, insurance_settlement_id="S1", paid_at=at)
+    body = json.loads(json.dumps(wire.encode_arguments(method, {"bill_ids": ["1", "2"], "payment": payment})))
+    assert body["payment"]["paid_at"] == "2026-11-23T09:10:00+08:00"
+    assert body["payment"]["total_fen"] == 5100
+    assert wire.decode_arguments(method, body) == {"bill_ids": ["1", "2"], "payment": payment}
+    short = {
+        "bill_ids": ["1"],
+        "payment": {"reference": "P", "channel": b.WECHAT_PAY, "total_fen": 1, "self_pay_fen": 1},
+    }
+    assert wire.decode_arguments(method, short)["payment"] == b.PaymentRecord("P", b.WECHAT_PAY, 1, 1)
+    receipt = b.Receipt("PAY-1", "SF1", "7", ("1", "2"), None, 5100, at, "https://e/1")
+    returns = method.returns
+    assert wire.decode(json.loads(json.dumps(wire.encode(receipt, returns))), returns) == receipt
+
+
+async def test_malformed_requests_get_a_400_that_names_the_problem(db: Database, clock: FixedClock) -> None:
+    live = await LiveServer(his_billing_sandbox_app(lambda: SandboxHISBilling(db, clock))).start()
+    try:
+        async with httpx.AsyncClient(base_url=live.url + "/his/v1/billing/") as http:
+
+            async def answer(method: str, content: str) -> tuple[int, dict[str, Any]]:
+                response = await http.post(method, content=content)
+                return response.status_code, response.json()
+
+            payment = {"reference": "P1", "channel": b.WECHAT_PAY, "total_fen": 100, "self_pay_fen": 100}
+            assert await answer("pay_bills", "{not json") == (
+                400,
+                {"code": "BAD_REQUEST", "message": "the body is not valid JSON"},
+            )
+            status, body = await answer(
+                "pay_bills", json.dumps({"bill_ids": ["1"], "payment": {**payment, "total_fen": "1.00"}})
+            )
+            assert (status, body["message"]) == (400, "$.payment.total_fen: expected an integer, got str")
+            assert (await answer("pay_bills", json.dumps({"bill_ids": ["1"]})))[1][
+                "message"
+            ] == "$: missing field payment"
+            no_reference = {k: v for k, v in payment.items() if k != "reference"}
+            status, body = await answer("pay_bills", json.dumps({"bill_ids": ["1"], "payment": no_reference}))
+            assert (status, body["message"]) == (400, "$.payment: missing field reference")
+            status, body = await answer("refund", json.dumps({"refund": {"amount": 1}}))
+            assert (status, body["code"]) == (400, "BAD_REQUEST")
+            assert "unknown field(s) amount" in body["message"]
+            status, body = await answer("ledger", json.dumps({"day": "23/11/2026"}))
+            assert (status, body["message"]) == (400, "$.day: expected an ISO date (YYYY-MM-DD), got '23/11/2026'")
+            assert await answer("drop_bills", "{}") == (
+                404,
+                {"code": "UNKNOWN_METHOD", "message": "no HIS billing method 'drop_bills'"},
+            )
+            assert await answer("ledger", json.dumps({"day": "2026-11-23"})) == (200, {"code": "0", "data": []})
+            refused = await answer("pay_bills", json.dumps({"bill_ids": ["424242"], "payment": payment}))
+            assert refused == (200, {"code": b.BILL_NOT_FOUND, "message": "no bills 424242"})
+    finally:
+        await live.stop()
+
+
+# What only the HTTP client has ----------------------------------------------------------------------
+class Flaky:
+    """The served sandbox behind a door that counts attempts per method; ``before(method, attempt)``
+    may answer instead (a 503, or a write that happens but whose answer never comes back)."""
+
+    def __init__(self, inner: ASGIApp, before: Callable[[str, int], Awaitable[Response | None]]) -> None:
+        self.inner = inner
+        self.before = before
+        self.attempts: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        method = scope["path"].rsplit("/", 1)[-1]
+        self.attempts[method] += 1
+        response = await self.before(method, self.attempts[method])
+        await (response or self.inner)(scope, receive, send)
+
+
+async def test_reads_are_retried_and_writes_are_not(db: Database, clock: FixedClock) -> None:
+    sandbox = SandboxHISBilling(db, clock)
+    hospital = await Hospital(db, clock).build()
+    card = await SandboxHIS(db, clock).create_record(
+        c.PatientRecordInput("甲", "RESIDENT_ID", resident_id(), None, None, None, None, None)
+    )
+    bill = await SandboxHISBillingAdmin(db).add_bill(
+        card.his_patient_id,
+        card.card_no,
+        department_id=hospital.department_id,
+        doctor_id=hospital.doctor_id,
+        category=b.LAB,
+        title="检验",
+        items=[BLOOD],
+        at=clock.now(),
+    )
+
+    async def first_attempt_fails(method: str, attempt: int) -> Response | None:
+        return JSONResponse({"code": "UNAVAILABLE", "message": "restarting"}, 503) if attempt == 1 else None
+
+    door = Flaky(his_billing_sandbox_app(lambda: sandbox), first_attempt_fails)
+    live = await LiveServer(door).start()  # type: ignore[arg-type]
+    billing = HttpHISBilling(live.url, timeout=5, retries=2, backoff_seconds=0.01)
+    try:
+        assert [x.id for x in await billing.pending_bills([card.his_patient_id])] == [bill]
+        assert await billing.receipts_by_references(["PAY-1"]) == []
+        with pytest.raises(SourceUnavailable, match="HTTP 503"):
+            await billing.pay_bills([bill], paid("PAY-1", 2000))
+        with pytest.raises(SourceUnavailable):
+            await billing.top_up_deposit(card.his_patient_id, b.OUTPATIENT, None, paid("TOP-1", 100))
+        assert door.attempts == {"pending_bills": 2, "receipts_by_references": 2, "pay_bills": 1, "top_up_deposit": 1}
+        assert await sandbox.receipts_by_references(["PAY-1", "TOP-1"]) == []
+
+        receipt = await billing.pay_bills([bill], paid("PAY-1", 2000))  # the caller repeats it, once
+        assert await billing.receipts_by_references(["PAY-1"]) == [receipt]
+    finally:
+        await billing.aclose()
+        await live.stop()
+
+
+async def test_a_write_back_whose_answer_is_lost_is_repeated_with_its_reference(
+    db: Database, clock: FixedClock
+) -> None:
+    sandbox = SandboxHISBilling(db, clock)
+    card = await SandboxHIS(db, clock).create_record(
+        c.PatientRecordInput("甲", "RESIDENT_ID", resident_id(), None, None, None, None, None)
+    )
+    release = asyncio.Event()
+
+    async def recorded_then_silent(method: str, attempt: int) -> Response | None:
+        if attempt == 1:  # the HIS records the top-up, then the answer never arrives in time
+            await sandbox.top_up_deposit(card.his_patient_id, b.OUTPATIENT, None, paid("TOP-1", 3000))
+            await release.wait()
+            return JSONResponse({"code": "UNAVAILABLE", "message": "late"}, 503)
+        return None
+
+    door = Flaky(his_billing_sandbox_app(lambda: sandbox), recorded_then_silent)
+    live = await LiveServer(door).start()  # type: ignore[arg-type]
+    billing = HttpHISBilling(live.url, timeout=0.3, retries=2, backoff_seconds=0.01)
+    try:
+        with pytest.raises(SourceUnavailable, match="timed out"):
+            await billing.top_up_deposit(card.his_patient_id, b.OUTPATIENT, None, paid("TOP-1", 3000))
+        assert door.attempts == {"top_up_deposit": 1}
+        again = await billing.top_up_deposit(card.his_patient_id, b.OUTPATIENT, None, paid("TOP-1", 3000))
+        assert again == b.DepositAccount(card.his_patient_id, b.OUTPATIENT, None, 3000, 0)  # recorded once
+        assert (await billing.deposit_accounts([card.his_patient_id]))[0].balance_fen == 3000
+    finally:
+        release.set()
+        await billing.aclose()
+        await live.stop()
