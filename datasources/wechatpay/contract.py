@@ -3,8 +3,8 @@ mini-program hands to ``wx.requestPayment``, order query and close, refunds, the
 the payment/refund notifications (signed by WeChat Pay, resource sealed with AEAD_AES_256_GCM).
 
 Money is integer fen. Refusals are ``SourceRejected(SOURCE, code)`` with WeChat Pay's own codes.
-Medical-insurance orders (``/v3/med-ins/orders``, ``mix_pay_type``) will be a second Protocol
-(``WeChatMedInsPay``) next to this one, reusing ``MerchantConfig`` and the signing in ``wire.py``.
+Medical-insurance orders (``/v3/med-ins/orders``, ``mix_pay_type``) are a second Protocol,
+``WeChatMedInsPay`` in ``medins_contract.py``, reusing ``MerchantConfig`` and the signing in ``wire.py``.
 """
 
 from __future__ import annotations

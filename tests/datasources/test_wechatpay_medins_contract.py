@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from datasources.clock import FixedClock
-from datasources.errors import SourceRejected
+from datasources.errors import SourceRejected, SourceUnavailable
 from datasources.store.db import Database
 from datasources.wechatpay import contract as c
 from datasources.wechatpay import medins_contract as m
@@ -39,7 +39,7 @@ from datasources.wechatpay.sandbox import SandboxWeChatPay
 from datasources.wechatpay.served import wechatpay_sandbox_app
 from tests.conftest import LiveServer
 from tests.datasources.test_wechatpay_contract import APPID, OPENID, PUB_KEY_ID, Keys, keys  # noqa: F401
-from tests.datasources.test_wechatpay_http import spec_authorization
+from tests.datasources.test_wechatpay_http import Fake, client, fake, spec_authorization  # noqa: F401
 
 IMPLEMENTATIONS = ["sandbox_in_process", "http_to_served_sandbox"]
 PAYER = m.Person.of("张三", "44030019000101123x")
@@ -231,8 +231,8 @@ async def test_amounts_that_do_not_add_up_or_contradict_the_type_are_rule_limit(
     ]
     for request in bad:
         assert await rejected(stage.med.create_med_ins_order(request)) == m.RULE_LIMIT, request
-    assert await rejected(stage.med.create_med_ins_order(replace(mixed, mix_pay_type="UNKNOWN_MIX_PAY_TYPE"))) in (
-        c.PARAM_ERROR, m.RULE_LIMIT)
+    unknown = replace(mixed, mix_pay_type="UNKNOWN_MIX_PAY_TYPE")
+    assert await rejected(stage.med.create_med_ins_order(unknown)) == c.PARAM_ERROR
     assert await rejected(stage.med.query_med_ins_order_by_out_trade_no("MI-BAD-1")) == c.ORDER_NOT_EXIST
     assert await rejected(stage.med.query_med_ins_order("202611230910000000000000000000")) == c.ORDER_NOT_EXIST
 
@@ -275,6 +275,23 @@ async def test_the_cash_part_must_be_the_orders_own_payable_prepay(stage: Stage)
     assert (failed.mix_pay_status, failed.self_pay_status, failed.med_ins_pay_status) == (
         "MIX_PAY_FAIL", "SELF_PAY_FAIL", "MED_INS_PAY_FAIL")
     assert stage.receiver.callbacks == []
+
+
+async def test_paying_twice_at_once_pays_once_and_a_callback_can_come_again(stage: Stage) -> None:
+    prepay_id = await stage.prepay("MI-TWICE-1", 4200)
+    order = await stage.med.create_med_ins_order(stage.request("CASH_AND_INSURANCE", "MI-TWICE-1", prepay_id))
+    results = await asyncio.gather(
+        stage.sandbox.pay_med_ins(order.mix_trade_no, deliver=False),
+        stage.sandbox.pay_med_ins(order.mix_trade_no, deliver=False),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["MedInsOrder", "SourceRejected"]
+    [sent] = await stage.sandbox.pay.notifications(order.mix_trade_no)
+    assert sent.event_type == "MEDICAL_INSURANCE.SUCCESS" and stage.receiver.callbacks == []
+    assert await stage.sandbox.pay.deliver(sent.notify_id, copies=2)
+    first, again = stage.receiver.callbacks
+    assert first == again and first.id == sent.notify_id
+    assert first.order == await stage.med.query_med_ins_order(order.mix_trade_no)
 
 
 # Refunds: cash through the refund API, the insurance part told ---------------------------------------
@@ -415,3 +432,22 @@ async def test_served_create_needs_the_payer_encrypted_under_the_named_key(
             assert "payer" not in response.json() and response.json()["out_trade_no"] == "MI-WIRE-1"
     finally:
         await live.stop()
+
+
+async def test_a_create_is_sent_once_and_queries_are_retried(fake: Fake, keys: Keys, clock: FixedClock) -> None:  # noqa: F811
+    fake.mode = "500"
+    pay = client(fake, keys, clock, timeout=5, retries=2)
+    try:
+        request = m.MedInsOrderRequest(
+            "INSURANCE_ONLY", "REG_PAY", OPENID, PAYER, "MI-ONCE-1", "S1", "440300", "医院", "H1", 100,
+            "https://bff.example/n", med_ins_gov_fee=100, pay_order_id="ORD1", pay_auth_no="AUTH1",
+            med_ins_order_create_time=clock.now(),
+        )
+        with pytest.raises(SourceUnavailable):
+            await pay.create_med_ins_order(request)
+        assert fake.hits == 1  # the outcome is unknown: query by out_trade_no, never blindly send again
+        with pytest.raises(SourceUnavailable):
+            await pay.query_med_ins_order_by_out_trade_no("MI-ONCE-1")
+        assert fake.hits == 4
+    finally:
+        await pay.aclose()
