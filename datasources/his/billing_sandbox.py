@@ -874,6 +874,65 @@ class SandboxHISBillingAdmin:
             if not _rowcount(result):
                 raise ValueError(f"bill {bill_id} is unknown or not unpaid")
 
+    async def add_demo_bills(
+        self,
+        his_patient_id: str,
+        card_no: str,
+        *,
+        department_id: str,
+        doctor_id: str,
+        at: datetime,
+        registration_id: str | None = None,
+    ) -> list[str]:
+        """What a morning in cardiology leaves a patient to pay: a prescription, a lab test and an
+        ECG, with national catalogue codes; for the demo hospital."""
+        orders = (
+            (
+                b.PRESCRIPTION,
+                "门诊西药处方",
+                [
+                    b.BillItem(
+                        "X-B01AC06",
+                        "阿司匹林肠溶片",
+                        "100mg*30片",
+                        "盒",
+                        "2",
+                        1550,
+                        3100,
+                        "XB01ACA056A001010100483",
+                        "A",
+                    ),
+                    b.BillItem(
+                        "X-C10AA05", "阿托伐他汀钙片", "20mg*7片", "盒", "1", 3270, 3270, "XC10AAA067A001010104415", "B"
+                    ),
+                ],
+            ),
+            (
+                b.LAB,
+                "血脂四项",
+                [b.BillItem("250301001", "血脂四项", "", "次", "1", 4800, 4800, "002503010010000", "A")],
+            ),
+            (
+                b.EXAM,
+                "常规心电图",
+                [b.BillItem("310701001", "常规心电图检查", "十二通道", "次", "1", 2500, 2500, "003107010010000", "A")],
+            ),
+        )
+        return [
+            await self.add_bill(
+                his_patient_id,
+                card_no,
+                registration_id=registration_id,
+                department_id=department_id,
+                doctor_id=doctor_id,
+                category=category,
+                title=title,
+                items=items,
+                at=at,
+            )
+            for category, title, items in orders
+        ]
+
     async def add_arrears(
         self,
         his_patient_id: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -214,6 +215,21 @@ async def test_an_item_is_quantity_times_unit_price_exactly(stage: Stage) -> Non
             items=[BLOOD],
             at=stage.clock.now(),
         )
+    assert await stage.billing.pending_bills([card.his_patient_id]) == []
+
+
+async def test_the_demo_hospital_bills_a_morning_in_cardiology(stage: Stage) -> None:
+    card, h = await stage.patient(), stage.hospital
+    ids = await stage.admin.add_demo_bills(
+        card.his_patient_id, card.card_no, department_id=h.department_id, doctor_id=h.doctor_id, at=stage.clock.now()
+    )
+    pending = await stage.billing.pending_bills([card.his_patient_id])
+    assert [(x.id, x.category, x.total_fen) for x in pending] == [
+        (ids[0], b.PRESCRIPTION, 6370),
+        (ids[1], b.LAB, 4800),
+        (ids[2], b.EXAM, 2500),
+    ]
+    await stage.billing.pay_bills(ids, paid("DEMO-1", 13670, fund_fen=5000, channel=b.MIXED))
     assert await stage.billing.pending_bills([card.his_patient_id]) == []
 
 
@@ -738,3 +754,21 @@ async def test_a_write_back_whose_answer_is_lost_is_repeated_with_its_reference(
         release.set()
         await billing.aclose()
         await live.stop()
+
+
+async def test_a_his_that_is_down_is_unavailable_at_once_and_the_circuit_opens() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    billing = HttpHISBilling(
+        f"http://127.0.0.1:{port}", timeout=2, retries=1, backoff_seconds=0.01, failure_threshold=3
+    )
+    try:
+        with pytest.raises(SourceUnavailable, match="transport error"):
+            await billing.pending_bills(["1"])
+        with pytest.raises(SourceUnavailable, match="transport error"):
+            await billing.refund(refund_of("REF-1", "PAY-1", 100))
+        with pytest.raises(SourceUnavailable, match="circuit open"):
+            await billing.ledger(date(2026, 11, 23))
+    finally:
+        await billing.aclose()
