@@ -376,3 +376,48 @@ class PaymentNotice(SQLModel, table=True):
     order_no: str = Field(max_length=64, index=True)
     event: str = Field(max_length=32)
     received_at: datetime = Field(sa_column=_at())
+
+
+class ReconciliationRun(SQLModel, table=True):
+    """One comparison of a day's payments and refunds of one channel across the channel's bill, the
+    HIS ledger and the BFF's own orders. A day run again gets a new row: every run is kept as run.
+
+    ``schedule_key`` is set by the daily job only (``SCHEDULE:<day>:<channel>``); unique, so several
+    BFF processes starting the job at once make one run."""
+
+    __tablename__ = "reconciliation_run"
+    __table_args__ = (Index("ix_reconciliation_run_day", "day", "channel"),)
+    id: int | None = Field(default=None, primary_key=True)
+    day: date
+    channel: str = Field(max_length=16)  # WECHAT_PAY, ALIPAY
+    status: str = Field(max_length=16)  # RUNNING, OK, DISCREPANCIES, FAILED
+    started_by: str = Field(max_length=32)  # OPERATOR or SCHEDULE
+    started_by_account_id: int | None = None
+    schedule_key: str | None = Field(default=None, max_length=48, unique=True)
+    totals: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # JSON: per side, count and fen
+    failure: str | None = Field(default=None, max_length=256)
+    started_at: datetime = Field(sa_column=_at())
+    finished_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+
+
+class ReconciliationItem(SQLModel, table=True):
+    """One discrepancy of a run: a payment or refund the three sides do not tell alike."""
+
+    __tablename__ = "reconciliation_item"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="reconciliation_run.id", index=True)
+    kind: str = Field(max_length=24)  # MISSING_AT_CHANNEL, MISSING_AT_HIS, MISSING_AT_BFF, AMOUNT_/STATUS_MISMATCH
+    entry: str = Field(max_length=8)  # PAYMENT or REFUND
+    reference: str = Field(max_length=64)  # order_no / out_trade_no, refund_no / out_refund_no
+    order_no: str = Field(max_length=64)
+    channel_fen: int | None = None
+    his_fen: int | None = None
+    bff_fen: int | None = None
+    channel_status: str | None = Field(default=None, max_length=16)
+    his_status: str | None = Field(default=None, max_length=16)
+    bff_status: str | None = Field(default=None, max_length=16)
+    reason: str = Field(max_length=256)
+    action: str = Field(max_length=24)  # what to do about it: REFUND_PENDING_APPROVAL, MANUAL, ...
+    refund_no: str | None = Field(default=None, max_length=32, index=True)  # the refund it proposed
+    resolved_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
+    resolved_by: int | None = None
