@@ -28,6 +28,7 @@ from bff.keys import KEYRING_INVALIDATION, open_keyring
 from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
 from bff.payment_callbacks import alipay_notified, wechatpay_notified
+from bff.payment_pages import payment_page, payment_qr, sandbox_pay
 from bff.payment_sources import build_money_sources
 from bff.security.assembly import ExpiryCollector, certificate_policy, gateway, served_certificates
 from bff.security.envelope import EncryptedFields, Unwrapper, transport_key
@@ -53,6 +54,7 @@ from resolvers import idempotency
 from resolvers.apps import APPS_INVALIDATION
 from resolvers.deps import BookingRules, Deps
 from resolvers.identity import FrontEnd, SessionPolicy
+from resolvers.payments import deposits
 from resolvers.payments import orders as payment_orders
 from resolvers.payments import refunds as payment_refunds
 from resolvers.payments.channels import AlipayChannel, PaymentChannel, WeChatPayChannel
@@ -93,7 +95,7 @@ def payments_of(settings: Settings, sources: Sources) -> payment_orders.Payments
         return None
     return payment_orders.Payments(
         channels=channels, order_timeout=timedelta(minutes=settings.payment_order_minutes),
-        public_base_url=settings.public_base_url,
+        public_base_url=settings.public_base_url, write_backs={payment_orders.DEPOSIT: deposits.write_back},
     )
 
 
@@ -329,6 +331,9 @@ def create_app(
     async def root(request: Request) -> RedirectResponse:
         return RedirectResponse("/graphql")
 
+    sandbox_channels = settings.environment == "development" and "sandbox" in (
+        settings.payment_mode(settings.wechatpay), settings.payment_mode(settings.alipay)
+    )
     routes = [
         Route("/", root),
         Route("/healthz", healthz),
@@ -339,9 +344,19 @@ def create_app(
         Route("/callbacks/his/queue-changed", callback, methods=["POST"]),
         Route(payment_orders.NOTIFY_PREFIX + "wechatpay", wechatpay_notified(lambda: state["deps"]), methods=["POST"]),
         Route(payment_orders.NOTIFY_PREFIX + "alipay", alipay_notified(lambda: state["deps"]), methods=["POST"]),
+        Route(
+            payment_orders.LINK_PREFIX + "{order_no}",
+            payment_page(lambda: state["deps"], sandbox=sandbox_channels),
+        ),
+        Route(payment_orders.LINK_PREFIX + "{order_no}/qr.png", payment_qr(lambda: state["deps"])),
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_app),
     ]
+    if sandbox_channels:
+        routes.append(
+            Route(payment_orders.LINK_PREFIX + "{order_no}/sandbox-pay", sandbox_pay(lambda: state["deps"]),
+                  methods=["POST"])
+        )
     if settings.his.mode == "sandbox" and settings.environment == "development":
         # The HIS sandbox in the HIS gateway's wire format, for BFFs configured with his.mode = "http".
         routes.append(Mount("/sandbox/his", app=his_sandbox_app(lambda: state["deps"].sources.his)))

@@ -9,8 +9,8 @@ a notification that fails verification is refused (and so sent again, and refuse
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError

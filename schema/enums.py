@@ -107,6 +107,12 @@ class PaymentPurpose(Enum):
     DEPOSIT = "DEPOSIT"
 
 
+@strawberry.enum(description="预交金: the outpatient deposit, or one inpatient stay's.")
+class DepositKind(Enum):
+    OUTPATIENT = "OUTPATIENT"
+    INPATIENT = "INPATIENT"
+
+
 @strawberry.enum(description="How the patient paid.")
 class PaymentChannel(Enum):
     WECHAT_PAY = "WECHAT_PAY"

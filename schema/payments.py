@@ -3,6 +3,7 @@ payment orders and their refunds. Fields unpack, call resolvers/payments, conver
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from typing import Annotated
 
@@ -10,20 +11,22 @@ import strawberry
 
 from datasources.his import billing as b
 from resolvers.errors import DomainError
+from resolvers.payment_link import payment_qr_png
+from resolvers.payments import deposits, outpatient
 from resolvers.payments import orders as o
-from resolvers.payments import outpatient
 from resolvers.payments import refunds as r
 from schema.common import (
     Ctx,
     IdempotencyConflictError,
     InvalidInputError,
+    MedicalCardRequiredError,
     Money,
     NotAllowedError,
     NotFoundError,
     OrderClosedError,
     ServiceUnavailableError,
 )
-from schema.enums import BillCategory, PaymentChannel, PaymentOrderStatus, PaymentPurpose, RefundStatus
+from schema.enums import BillCategory, DepositKind, PaymentChannel, PaymentOrderStatus, PaymentPurpose, RefundStatus
 from schema.errors import user_error
 from schema.patients import parse_id
 from schema.permissions import IsPatient
@@ -143,12 +146,17 @@ class PaymentStarted:
     order: PaymentOrder
     wechat_pay: WeChatPayParameters | None
     alipay: AlipayParameters | None
+    link: str = strawberry.field(description="The order's payment page, for someone else to open or scan.")
+    qr_code_png: str = strawberry.field(description="The link as a QR code: a PNG, base64.")
 
 
-def _started(result: outpatient.Started) -> PaymentStarted:
+def _started(payments: o.Payments, result: outpatient.Started) -> PaymentStarted:
     p = result.client
+    link = payments.link(result.order.order_no)
     return PaymentStarted(
         order=PaymentOrder.of(result.order, []),
+        link=link,
+        qr_code_png=base64.b64encode(payment_qr_png(link)).decode() if link else "",
         wechat_pay=WeChatPayParameters(
             app_id=p["appId"], time_stamp=p["timeStamp"], nonce_str=p["nonceStr"], package=p["package"],
             sign_type=p["signType"], pay_sign=p["paySign"],
@@ -174,9 +182,40 @@ class ConfirmPaymentInput:
     order_no: str
 
 
+@strawberry.input
+class CancelPaymentInput:
+    order_no: str
+
+
+@strawberry.input
+class TopUpDepositInput:
+    patient_id: strawberry.ID
+    kind: DepositKind
+    admission_id: strawberry.ID | None = None
+    amount_fen: int = strawberry.field(description="In fen: 10000 is 100.00 yuan.")
+    idempotency_key: str = strawberry.field(description="A new UUID per top-up; resend it on retry.")
+
+
+@strawberry.type(description="预交金: a deposit account at the hospital and what is owed (欠费).")
+class DepositAccount:
+    patient_id: strawberry.ID
+    kind: DepositKind
+    admission_id: strawberry.ID | None
+    balance: Money
+    arrears: Money = strawberry.field(description="Owed to the hospital; a top-up clears it first.")
+
+    @staticmethod
+    def of(a: deposits.Account) -> DepositAccount:
+        return DepositAccount(
+            patient_id=strawberry.ID(str(a.patient_id)), kind=DepositKind(a.kind),
+            admission_id=strawberry.ID(a.admission_id) if a.admission_id else None, balance=Money.of(a.balance_fen),
+            arrears=Money.of(a.arrears_fen),
+        )
+
+
 _StartErrors = (
     NotFoundError | NotAllowedError | OrderClosedError | InvalidInputError | IdempotencyConflictError
-    | ServiceUnavailableError
+    | MedicalCardRequiredError | ServiceUnavailableError
 )
 PayPayload = Annotated[PaymentStarted | _StartErrors, strawberry.union("PayPayload")]
 ConfirmPaymentPayload = Annotated[
@@ -190,6 +229,13 @@ async def pending_bills(info: Ctx, patient_id: strawberry.ID | None = None) -> l
         patient_id=parse_id(patient_id) if patient_id is not None else None,
     )
     return [PendingBill.of(bill, pid) for bill, pid in found]
+
+
+async def deposit_accounts(info: Ctx, patient_id: strawberry.ID) -> list[DepositAccount]:
+    found = await deposits.accounts(
+        info.context.deps, account_id=info.context.viewer.account_id or 0, patient_id=parse_id(patient_id)
+    )
+    return [DepositAccount.of(a) for a in found]
 
 
 async def payments(info: Ctx, first: int = 20) -> list[PaymentOrder]:
@@ -225,7 +271,7 @@ class PaymentsMutation:
             )
         except DomainError as exc:
             return user_error(exc)
-        return _started(started)
+        return _started(info.context.deps.payments, started)  # type: ignore[arg-type]
 
     @strawberry.mutation(permission_classes=[IsPatient], description="门诊缴费: bills paid as one.")
     async def pay_bills(self, info: Ctx, input: PayBillsInput) -> PayPayload:
@@ -238,7 +284,7 @@ class PaymentsMutation:
             )
         except DomainError as exc:
             return user_error(exc)
-        return _started(started)
+        return _started(info.context.deps.payments, started)  # type: ignore[arg-type]
 
     @strawberry.mutation(
         permission_classes=[IsPatient],
@@ -248,6 +294,36 @@ class PaymentsMutation:
     async def confirm_payment(self, info: Ctx, input: ConfirmPaymentInput) -> ConfirmPaymentPayload:
         try:
             order = await outpatient.confirm_payment(
+                info.context.deps, account_id=info.context.viewer.account_id or 0, order_no=input.order_no
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return (await orders_of(info, [order]))[0]
+
+    @strawberry.mutation(
+        permission_classes=[IsPatient],
+        description="预交金充值: top up a deposit (arrears are cleared first); pay here, or share the link/QR code.",
+    )
+    async def top_up_deposit(self, info: Ctx, input: TopUpDepositInput) -> PayPayload:
+        _learn_base_url(info)
+        viewer = info.context.viewer
+        try:
+            started = await deposits.top_up(
+                info.context.deps, account_id=viewer.account_id or 0, session_channel=viewer.channel,
+                patient_id=parse_id(input.patient_id), kind=input.kind.value,
+                admission_id=str(input.admission_id) if input.admission_id else None, amount_fen=input.amount_fen,
+                idempotency_key=input.idempotency_key,
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return _started(info.context.deps.payments, started)  # type: ignore[arg-type]
+
+    @strawberry.mutation(
+        permission_classes=[IsPatient], description="Give up an unpaid payment: it can no longer be paid."
+    )
+    async def cancel_payment(self, info: Ctx, input: CancelPaymentInput) -> ConfirmPaymentPayload:
+        try:
+            order = await outpatient.cancel_payment(
                 info.context.deps, account_id=info.context.viewer.account_id or 0, order_no=input.order_no
             )
         except DomainError as exc:

@@ -14,7 +14,8 @@ from schema.catalog import Schedule
 from schema.common import Connection, Ctx, Edge, PageInfo
 from schema.identity import Account
 from schema.patients import HospitalCard, Patient, hospital_card, parse_id, patients_of
-from schema.payments import PaymentOrder, PendingBill
+from schema.payments import DepositAccount, PaymentOrder, PendingBill
+from schema.payments import deposit_accounts as deposit_accounts_field
 from schema.payments import payment as payment_field
 from schema.payments import payments as payments_field
 from schema.payments import pending_bills as pending_bills_field
@@ -99,6 +100,10 @@ class Me:
         resolver=payments_field, permission_classes=[IsPatient], description="The account's payments, newest first."
     )
     payment: PaymentOrder | None = strawberry.field(resolver=payment_field, permission_classes=[IsPatient])
+    deposit_accounts: list[DepositAccount] = strawberry.field(
+        resolver=deposit_accounts_field, permission_classes=[IsPatient],
+        description="预交金: the patient's deposit accounts (outpatient, and one per inpatient stay).",
+    )
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def unread_notification_count(self, info: Ctx) -> int:

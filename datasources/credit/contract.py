@@ -22,3 +22,8 @@ class CreditPlatform(Protocol):
     async def status(self, *, name: str, document_number: str) -> CreditReport:
         """Raises ``SourceUnavailable`` when the platform is down or too slow."""
         ...
+
+    async def report_arrears(self, *, name: str, document_number: str, arrears_fen: int) -> None:
+        """The hospital reports what the person owes it now (0: they paid, the default is lifted).
+        Reporting the current amount, not a change, makes a repeated report harmless."""
+        ...

@@ -37,6 +37,22 @@ class SandboxCreditPlatform:
             status = c.GOOD
         return c.CreditReport(status=status, arrears_here_fen=row.arrears_here_fen, appeal_url=APPEAL_URL)
 
+    async def report_arrears(self, *, name: str, document_number: str, arrears_fen: int) -> None:
+        if arrears_fen < 0:
+            raise ValueError("arrears are not negative")
+        async with self.db.writing() as s:
+            control = await s.get(CreditControl, 1)
+            if control is not None and not control.available:
+                raise SourceUnavailable("credit", "the provincial credit platform is not answering")
+            key = document_number.strip().upper()
+            row = await s.get(CreditRecord, key)
+            if row is None:
+                if arrears_fen == 0:
+                    return
+                row = CreditRecord(document_number=key, name=name, arrears_here_fen=0, arrears_elsewhere_fen=0)
+                s.add(row)
+            row.arrears_here_fen = arrears_fen
+
     # Sandbox operations: what the platform's own staff (or a test) would do.
     async def put_record(
         self, *, name: str, document_number: str, arrears_here_fen: int = 0, arrears_elsewhere_fen: int = 0

@@ -44,6 +44,7 @@ CHANNEL_DOWN = "The payment service is not answering; please try again in a mome
 HIS_CHANNEL = {"WECHAT_PAY": b.WECHAT_PAY, "ALIPAY": b.ALIPAY}
 # Outside /callbacks/: the channels sign with their own keys, not as apps of the gateway.
 NOTIFY_PREFIX = "/payments/notify/"
+LINK_PREFIX = "/pay/"
 NOTIFY_PATHS = {"WECHAT_PAY": "wechatpay", "ALIPAY": "alipay"}
 
 
@@ -119,6 +120,10 @@ class Payments:
     # Where the channels reach this BFF (PUBLIC_BASE_URL); in development, learned from the first request.
     public_base_url: str = ""
 
+    def link(self, order_no: str) -> str:
+        """The order's payment page (聚合支付): opened in WeChat or Alipay, or scanned from its QR code."""
+        return f"{self.public_base_url.rstrip('/')}{LINK_PREFIX}{order_no}" if self.public_base_url else ""
+
     def notify_url(self, channel_code: str) -> str:
         if not self.public_base_url:
             return ""
@@ -173,17 +178,18 @@ async def start(
 ) -> Order:
     """Opens an order for ``payable`` at the channel, or returns the one already open for it.
 
-    An order open for the same thing through another channel is closed first (the patient moved
-    from one app to the other); if it turns out to be paid, that payment is confirmed instead."""
+    An order open for the same thing through another channel, or for another amount (a deposit
+    top-up changed), is closed first; if it turns out to be paid, that payment is confirmed instead."""
     channel = payments.channel(channel_code)
     now = deps.clock.now()
     if payable.total_fen <= 0:
         raise NotAllowed("There is nothing to pay.", "NOTHING_TO_PAY")
     existing = await _open_for(deps, payable.open_subject)
     if existing is not None:
-        if existing.channel == channel_code and existing.status == PAYING and existing.expires_at > now:
+        same = existing.subject == payable.subject and existing.total_fen == payable.total_fen
+        if same and existing.channel == channel_code and existing.status == PAYING and existing.expires_at > now:
             return existing
-        settled = await _retire(deps, payments, existing)
+        settled = await retire(deps, payments, existing)
         if settled is not None and settled.status in (PAID, SETTLED):
             raise NotAllowed("This has just been paid.", "ALREADY_PAID")
     expires_at = min(payable.pay_by, now + payments.order_timeout)
@@ -238,7 +244,7 @@ async def _close_quietly(channel: PaymentChannel, order_no: str) -> None:
         log.info("could not close order %s at %s: %s", order_no, channel.code, type(exc).__name__)
 
 
-async def _retire(deps: Deps, payments: Payments, order: Order) -> Order | None:
+async def retire(deps: Deps, payments: Payments, order: Order) -> Order | None:
     """Ends an open order: confirmed if the channel says it was paid, otherwise closed there and here."""
     confirmed = await confirm(deps, payments, order.order_no)
     if confirmed.status not in OPEN:
@@ -380,7 +386,7 @@ async def sweep(deps: Deps, payments: Payments) -> int:
         try:
             order = await confirm(deps, payments, order_no)
             if order.status in OPEN and order.expires_at <= now:
-                await _retire(deps, payments, order)
+                await retire(deps, payments, order)
         except Exception:
             log.exception("sweeping order %s failed; next round", order_no)
     return len(due)

@@ -175,6 +175,15 @@ async def confirm_payment(deps: Deps, *, account_id: int, order_no: str) -> o.Or
     return await o.confirm(deps, payments, order_no)
 
 
+async def cancel_payment(deps: Deps, *, account_id: int, order_no: str) -> o.Order:
+    """The patient gives up an unpaid order: closed at the channel and here (a paid one is confirmed)."""
+    payments = payments_of(deps)
+    order = await o.owned(deps, account_id=account_id, order_no=order_no)
+    if order.status not in o.OPEN:
+        return order
+    return await o.retire(deps, payments, order) or order
+
+
 async def refund_cancelled_registration(deps: Deps, registration: his.Registration) -> refunds.Refund | None:
     """After the HIS cancelled a paid registration: the fee goes back by the route it came."""
     if deps.payments is None or registration.payment_status != "PAID":
