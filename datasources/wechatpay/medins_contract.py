@@ -194,6 +194,7 @@ class MedInsOrder:
     prepay_id: str | None
     attach: str | None
     med_ins_test_env: bool
+    med_ins_fail_reason: str | None = None  # the insurance side's reason, with MED_INS_PAY_FAIL only
 
 
 @dataclass(frozen=True, slots=True)

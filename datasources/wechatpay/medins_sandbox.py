@@ -33,6 +33,7 @@ from datasources.wechatpay.sandbox import SandboxWeChatPay
 from datasources.wechatpay.tables import WxpayMedInsOrder, WxpayMedInsRefund, WxpayOrder, WxpayRefund
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")
+FAIL_REASON = "自费部分未支付，医保结算未完成"  # the sandbox's one way to fail: the cash prepay closed first
 
 
 def _reject(code: str, detail: str = "") -> SourceRejected:
@@ -273,6 +274,7 @@ class SandboxWeChatMedInsPay:
             med_ins_other_fee=row.med_ins_other_fee, med_ins_cash_fee=row.med_ins_cash_fee,
             wechat_pay_cash_fee=row.wechat_pay_cash_fee, prepay_id=row.prepay_id, attach=row.attach,
             med_ins_test_env=row.med_ins_test_env,
+            med_ins_fail_reason=FAIL_REASON if med_status == "MED_INS_PAY_FAIL" else None,
         )
 
     async def _query(self, *, mix_trade_no: str | None = None, out_trade_no: str | None = None) -> m.MedInsOrder:

@@ -164,7 +164,8 @@ def to_order(d: Any) -> m.MedInsOrder:
                 values[f.name] = wire.parse_time(value) if value else None
             elif f.name == "med_ins_test_env":
                 values[f.name] = value is True
-            elif f.name in ("passthrough_response_content", "pay_order_id", "prepay_id", "attach"):
+            elif f.name in ("passthrough_response_content", "pay_order_id", "prepay_id", "attach",
+                            "med_ins_fail_reason"):
                 values[f.name] = str(value) if value is not None else None
             else:
                 values[f.name] = str(d[f.name])

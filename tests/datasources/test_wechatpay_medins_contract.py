@@ -164,7 +164,7 @@ async def test_cash_and_insurance_order_pays_its_prepay_then_calls_back_and_quer
 
     assert (paid.mix_pay_status, paid.self_pay_status, paid.med_ins_pay_status) == (
         "MIX_PAY_SUCCESS", "SELF_PAY_SUCCESS", "MED_INS_PAY_SUCCESS")
-    assert paid.paid_time == stage.clock.now().replace(microsecond=0)
+    assert paid.paid_time == stage.clock.now().replace(microsecond=0) and paid.med_ins_fail_reason is None
     [payment] = stage.receiver.payments
     assert payment.transaction is not None and payment.transaction.out_trade_no == "MI-MIX-1"
     assert payment.transaction.amount_fen == 4200
@@ -274,6 +274,7 @@ async def test_the_cash_part_must_be_the_orders_own_payable_prepay(stage: Stage)
     failed = await stage.med.query_med_ins_order(order.mix_trade_no)
     assert (failed.mix_pay_status, failed.self_pay_status, failed.med_ins_pay_status) == (
         "MIX_PAY_FAIL", "SELF_PAY_FAIL", "MED_INS_PAY_FAIL")
+    assert failed.med_ins_fail_reason and failed.paid_time is None
     assert stage.receiver.callbacks == []
 
 
