@@ -62,7 +62,8 @@ def _reject(code: str, detail: str = "") -> SourceRejected:
 
 
 def _pk(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
+    """An id as the HIS numbers them; anything else (``"²"`` and ``"１"`` are digits to ``isdigit``) is no id."""
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
 def _instant(at: datetime | None) -> str | None:

@@ -31,7 +31,7 @@ from datasources.his import billing_wire, wire
 from datasources.his import contract as c
 from datasources.his.billing_http import HttpHISBilling
 from datasources.his.billing_sandbox import INVOICE_BASE, SandboxHISBilling, SandboxHISBillingAdmin
-from datasources.his.billing_served import his_billing_sandbox_app
+from datasources.his.billing_served import his_billing_sandbox_app, his_gateway_sandbox_app
 from datasources.his.sandbox import SandboxHIS
 from datasources.store.db import Database
 from tests.conftest import LiveServer
@@ -192,7 +192,7 @@ async def test_pending_bills_read_back_with_their_items_oldest_first(stage: Stag
         second,
         theirs,
     ]
-    found = await stage.billing.bills_by_ids([voided, "123456", "x", first])
+    found = await stage.billing.bills_by_ids([voided, "123456", "x", "²", first])
     assert [(x.id, x.status) for x in found] == [(first, b.UNPAID), (voided, b.VOIDED)]
 
 
@@ -293,6 +293,7 @@ async def test_payment_refusals_leave_every_bill_as_it_was(stage: Stage) -> None
     pay = stage.billing.pay_bills
 
     assert await rejected(pay([first, "424242"], paid("P1", 3100))) == b.BILL_NOT_FOUND
+    assert await rejected(pay(["²"], paid("P1", 3100))) == b.BILL_NOT_FOUND
     assert await rejected(pay([], paid("P2", 3100))) == b.BILL_NOT_FOUND
     assert await rejected(pay([first, theirs], paid("P3", 5100))) == b.BILLS_OF_SEVERAL_PATIENTS
     assert await rejected(pay([first, voided], paid("P4", 3600))) == b.BILL_NOT_PAYABLE
@@ -661,6 +662,21 @@ async def test_malformed_requests_get_a_400_that_names_the_problem(db: Database,
             refused = await answer("pay_bills", json.dumps({"bill_ids": ["424242"], "payment": payment}))
             assert refused == (200, {"code": b.BILL_NOT_FOUND, "message": "no bills 424242"})
     finally:
+        await live.stop()
+
+
+async def test_one_gateway_serves_the_his_api_and_its_billing(db: Database, clock: FixedClock) -> None:
+    billing, his = SandboxHISBilling(db, clock), SandboxHIS(db, clock)
+    live = await LiveServer(his_gateway_sandbox_app(lambda: his, lambda: billing)).start()
+    client = HttpHISBilling(live.url, timeout=5)
+    try:
+        async with httpx.AsyncClient(base_url=live.url) as http:
+            assert (await http.post("/his/v1/campuses", json={})).json() == {"code": "0", "data": []}
+        card = await his.create_record(c.PatientRecordInput("甲", "RESIDENT_ID", resident_id(), *[None] * 5))
+        accounts = await client.deposit_accounts([card.his_patient_id])
+        assert accounts == [b.DepositAccount(card.his_patient_id, b.OUTPATIENT, None, 0, 0)]
+    finally:
+        await client.aclose()
         await live.stop()
 
 
