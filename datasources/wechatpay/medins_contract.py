@@ -152,8 +152,8 @@ class MedInsOrderRequest:
         med_ins_sum = self.insurance_fee + self.med_ins_cash_fee
         insurance_fields = (self.pay_order_id, self.pay_auth_no, self.med_ins_order_create_time)
         if self.mix_pay_type == "CASH_ONLY":
-            if med_ins_sum != 0 or any(v is not None for v in insurance_fields):
-                return "a CASH_ONLY order carries no insurance amounts, pay_order_id, pay_auth_no or time"
+            if med_ins_sum != 0 or any(v is not None for v in (*insurance_fields, self.geo_location)):
+                return "a CASH_ONLY order carries no insurance amounts, pay_order_id, pay_auth_no, geo_location, time"
         elif any(v is None for v in insurance_fields):
             return f"a {self.mix_pay_type} order needs pay_order_id, pay_auth_no and med_ins_order_create_time"
         if self.mix_pay_type == "CASH_AND_INSURANCE" and med_ins_sum == 0:

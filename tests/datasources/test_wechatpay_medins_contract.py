@@ -224,6 +224,7 @@ async def test_amounts_that_do_not_add_up_or_contradict_the_type_are_rule_limit(
         replace(stage.request("INSURANCE_ONLY", "MI-BAD-1"), med_ins_cash_fee=100, wechat_pay_cash_fee=100,
                 total_fee=10100),  # insurance only, yet cash
         replace(stage.request("CASH_ONLY", "MI-BAD-1", prepay_id), pay_order_id="ORD1"),
+        replace(stage.request("CASH_ONLY", "MI-BAD-1", prepay_id), geo_location="114.057868,22.543099"),
         replace(stage.request("CASH_ONLY", "MI-BAD-1", prepay_id), med_ins_gov_fee=1000, total_fee=4000),
         replace(mixed, med_ins_gov_fee=0, med_ins_self_fee=0, med_ins_other_fee=0, med_ins_cash_fee=0,
                 total_fee=5200, cash_add_detail=(m.CashAdd(5200),)),  # "mixed" with no insurance at all
