@@ -788,3 +788,22 @@ async def test_a_his_that_is_down_is_unavailable_at_once_and_the_circuit_opens()
             await billing.ledger(date(2026, 11, 23))
     finally:
         await billing.aclose()
+
+
+async def test_concurrent_top_ups_open_one_account_and_count_each_reference_once(stage: Stage) -> None:
+    card = await stage.patient()
+    await stage.admin.add_arrears(card.his_patient_id, 500, kind=b.INPATIENT, admission_id="ZY9")
+    top_up = stage.billing.top_up_deposit
+    firsts = await asyncio.gather(
+        *(top_up(card.his_patient_id, b.OUTPATIENT, None, paid(f"T-{i}", 100)) for i in range(8))
+    )
+    assert sorted(a.balance_fen for a in firsts) == [100 * i for i in range(1, 9)]
+    same = await asyncio.gather(
+        *(top_up(card.his_patient_id, b.INPATIENT, "ZY9", paid("T-X", 2000)) for _ in range(10))
+    )
+    assert set(same) == {b.DepositAccount(card.his_patient_id, b.INPATIENT, "ZY9", 1500, 0)}
+    accounts = await stage.billing.deposit_accounts([card.his_patient_id])
+    assert [(a.kind, a.balance_fen, a.arrears_fen) for a in accounts] == [
+        (b.OUTPATIENT, 800, 0),
+        (b.INPATIENT, 1500, 0),
+    ]
