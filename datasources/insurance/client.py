@@ -168,7 +168,7 @@ class PlatformClient:
     async def cancel_inpatient_fees(
         self, *, psn_no: str, mdtrt_id: str, feedetl_sn: str, insuplc_admdvs: str
     ) -> None:
-        data = {"feedetl_sn": feedetl_sn, "mdtrt_id": mdtrt_id, "psn_no": psn_no}
+        data = [{"feedetl_sn": feedetl_sn, "mdtrt_id": mdtrt_id, "psn_no": psn_no}]
         await self._send(c.INPATIENT_FEE_CANCEL, {"data": data}, insuplc_admdvs)
 
     async def _settlement(self, infno: str, input: dict[str, Any], insuplc_admdvs: str) -> c.Settlement:
@@ -209,12 +209,9 @@ class PlatformClient:
         input = {"mdtrtinfo": codec.admission_to_wire(admission), "diseinfo": diseinfo}
         msgid, out = await self._send(c.ADMIT, input, admission.insuplc_admdvs)
 
-        def read() -> c.Visit:
-            result = out["result"]
-            return c.Visit(
-                mdtrt_id=str(result["mdtrt_id"]), psn_no=str(result["psn_no"]),
-                ipt_otp_no=str(result["ipt_otp_no"]), msgid=msgid,
-            )
+        def read() -> c.Visit:  # the spec's answer holds the mdtrt_id only
+            mdtrt_id = codec.text(out["result"], "mdtrt_id")
+            return c.Visit(mdtrt_id=mdtrt_id, psn_no=admission.psn_no, ipt_otp_no=admission.ipt_no, msgid=msgid)
 
         return self._read(c.ADMIT, read)
 
@@ -225,7 +222,7 @@ class PlatformClient:
 
     async def change_admission(self, mdtrt_id: str, admission: c.AdmissionRequest) -> None:
         diseinfo = [codec.diagnosis_to_wire(d, admission.psn_no) for d in admission.diagnoses]
-        adminfo = {**codec.admission_to_wire(admission), "mdtrt_id": mdtrt_id}
+        adminfo = {**codec.admission_to_wire(admission), "mdtrt_id": mdtrt_id, "ipt_otp_no": admission.ipt_no}
         await self._send(c.CHANGE_ADMISSION, {"adminfo": adminfo, "diseinfo": diseinfo}, admission.insuplc_admdvs)
 
     async def cancel_admission(self, *, psn_no: str, mdtrt_id: str, insuplc_admdvs: str) -> None:

@@ -26,6 +26,14 @@ def text(data: dict[str, Any], name: str) -> str:
     return value
 
 
+def count(data: dict[str, Any], name: str) -> int:
+    """A whole number the spec types as numeric, which some gateways send as text."""
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"{name}: expected a whole number")
+    return int(value)
+
+
 def number(data: dict[str, Any], name: str) -> Decimal:
     value = data[name]
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
@@ -58,7 +66,7 @@ def objects(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
 # Diagnoses -------------------------------------------------------------------------------------------
 def diagnosis_to_wire(d: c.Diagnosis, psn_no: str) -> dict[str, Any]:
     return {
-        "psn_no": psn_no, "diag_type": d.diag_type, "diag_srt_no": str(d.diag_srt_no), "diag_code": d.diag_code,
+        "psn_no": psn_no, "diag_type": d.diag_type, "diag_srt_no": d.diag_srt_no, "diag_code": d.diag_code,
         "diag_name": d.diag_name, "diag_dept": d.diag_dept, "dise_dor_no": d.dise_dor_no,
         "dise_dor_name": d.dise_dor_name, "diag_time": wire.inf_time(d.diag_time), "vali_flag": "1",
         "maindiag_flag": "1" if d.diag_srt_no == 1 else "0",
@@ -67,7 +75,7 @@ def diagnosis_to_wire(d: c.Diagnosis, psn_no: str) -> dict[str, Any]:
 
 def diagnosis_from_wire(data: dict[str, Any]) -> c.Diagnosis:
     return c.Diagnosis(
-        diag_type=text(data, "diag_type"), diag_srt_no=int(text(data, "diag_srt_no")),
+        diag_type=text(data, "diag_type"), diag_srt_no=count(data, "diag_srt_no"),
         diag_code=text(data, "diag_code"), diag_name=text(data, "diag_name"), diag_dept=text(data, "diag_dept"),
         dise_dor_no=text(data, "dise_dor_no"), dise_dor_name=text(data, "dise_dor_name"),
         diag_time=wire.parse_inf_time(text(data, "diag_time")),
@@ -147,10 +155,12 @@ _AMOUNTS = (
 _ZERO = ("overlmt_selfpay", "cvlserv_pay", "hifes_pay", "hifmi_pay", "hifob_pay", "maf_pay", "oth_pay", "hosp_part_amt")
 
 
-def settlement_to_wire(s: c.Settlement) -> dict[str, Any]:
+def settlement_to_wire(s: c.Settlement, clr_optins: str) -> dict[str, Any]:
+    """setlinfo; ``medins_setl_id`` is the hospital's message id, ``clr_optins`` the clearing agency."""
     out: dict[str, Any] = {
         "setl_id": s.setl_id, "mdtrt_id": s.mdtrt_id, "psn_no": s.psn_no, "insutype": s.insutype,
         "med_type": s.med_type, "clr_type": s.clr_type, "setl_time": wire.inf_time(s.setl_time),
+        "medins_setl_id": s.msgid, "clr_optins": clr_optins, "clr_way": "1",
     }
     for name in _AMOUNTS:
         out[name] = wire.fen_to_yuan(getattr(s, f"{name}_fen"))
@@ -159,6 +169,17 @@ def settlement_to_wire(s: c.Settlement) -> dict[str, Any]:
     in_scope_after_deductible = s.inscp_scp_amt_fen - s.act_pay_dedc_fen
     out["pool_prop_selfpay"] = wire.fen_to_yuan(in_scope_after_deductible - s.hifp_pay_fen)
     return out
+
+
+def fund_details(s: c.Settlement) -> list[dict[str, Any]]:
+    """setldetail: the funds that paid, one entry each (only the pooled fund in the sandbox)."""
+    if s.hifp_pay_fen == 0:
+        return []
+    return [{
+        "fund_pay_type": f"{s.insutype}100", "inscp_scp_amt": wire.fen_to_yuan(s.inscp_scp_amt_fen),
+        "crt_payb_lmt_amt": wire.fen_to_yuan(s.hifp_pay_fen), "fund_payamt": wire.fen_to_yuan(s.hifp_pay_fen),
+        "fund_pay_type_name": "基本医疗保险统筹基金", "setl_proc_info": "",
+    }]
 
 
 def settlement_from_wire(data: dict[str, Any], msgid: str) -> c.Settlement:
@@ -177,7 +198,8 @@ def totals_to_wire(t: c.ReconciliationTotals) -> dict[str, Any]:
         "stmt_begndate": day_text(t.stmt_begndate), "stmt_enddate": day_text(t.stmt_enddate),
         "medfee_sumamt": wire.fen_to_yuan(t.medfee_sumamt_fen),
         "fund_pay_sumamt": wire.fen_to_yuan(t.fund_pay_sumamt_fen),
-        "acct_pay": wire.fen_to_yuan(t.acct_pay_fen), "fixmedins_setl_cnt": str(t.fixmedins_setl_cnt),
+        "acct_pay": wire.fen_to_yuan(t.acct_pay_fen), "fixmedins_setl_cnt": t.fixmedins_setl_cnt,
+        "refd_setl_flag": "0",
     }
 
 
@@ -186,7 +208,7 @@ def totals_from_wire(data: dict[str, Any]) -> c.ReconciliationTotals:
         insutype=text(data, "insutype"), clr_type=text(data, "clr_type"), setl_optins=text(data, "setl_optins"),
         stmt_begndate=parse_day(text(data, "stmt_begndate")), stmt_enddate=parse_day(text(data, "stmt_enddate")),
         medfee_sumamt_fen=fen(data, "medfee_sumamt"), fund_pay_sumamt_fen=fen(data, "fund_pay_sumamt"),
-        acct_pay_fen=fen(data, "acct_pay"), fixmedins_setl_cnt=int(text(data, "fixmedins_setl_cnt")),
+        acct_pay_fen=fen(data, "acct_pay"), fixmedins_setl_cnt=count(data, "fixmedins_setl_cnt"),
     )
 
 

@@ -76,7 +76,7 @@ CANCEL_DISCHARGE = "2405"
 RECONCILE_TOTALS = "3201"
 RECONCILE_DETAILS = "3202"
 CHRONIC_DISEASES = "5301"
-ALL_FEES = "0000"  # feedetl_sn of a 2302 that cancels every unsettled fee line of the stay
+ALL_FEES = "0000"  # a 2205 chrg_bchno or 2302 feedetl_sn that cancels every unsettled line of the visit
 
 # Fee item classes (chrgitm_lv 收费项目等级).
 CLASS_A = "01"  # 甲类: wholly within the insurance scope
@@ -393,7 +393,7 @@ class InsurancePlatform(Protocol):
         ...
 
     async def cancel_fees(self, *, psn_no: str, mdtrt_id: str, chrg_bchno: str, insuplc_admdvs: str) -> None:
-        """2205: the batch's unsettled lines; refuses settled ones."""
+        """2205: the batch's lines, refused when settled; ``ALL_FEES`` withdraws every unsettled line."""
         ...
 
     async def pre_settle(self, request: SettlementRequest) -> Settlement:

@@ -122,7 +122,11 @@ class SettlementDesk:
                 fulamt_ownpay_fen=k.fulamt_ownpay_amt_fen, preselfpay_fen=k.preselfpay_amt_fen,
                 inscp_scp_fen=k.inscp_scp_amt_fen, status=ACTIVE, msgid=request.msgid,
             ))
-        return Applied({"result": [codec.classification_to_wire(k) for k in classes]}, visit.mdtrt_id)
+        result = [
+            {**codec.classification_to_wire(k), "cnt": line.cnt, "pric": wire.fen_to_yuan(line.pric_fen)}
+            for line, k in zip(lines, classes, strict=True)
+        ]
+        return Applied({"result": result}, visit.mdtrt_id)
 
     async def _active_fees(self, s: AsyncSession, mdtrt_id: str, chrg_bchno: str | None = None) -> list[InsurFee]:
         stmt = select(InsurFee).where(col(InsurFee.mdtrt_id) == mdtrt_id, col(InsurFee.status) == ACTIVE)
@@ -143,15 +147,27 @@ class SettlementDesk:
     async def _cancel_batch(self, s: AsyncSession, request: wire.Request, now: datetime) -> Applied:
         data = section(request)
         visit = await find_visit(s, request, field(data, "psn_no"), field(data, "mdtrt_id"), OUTPATIENT)
-        return self._withdraw(await self._active_fees(s, visit.mdtrt_id, field(data, "chrg_bchno")), s, visit)
+        batch = field(data, "chrg_bchno")
+        fees = await self._active_fees(s, visit.mdtrt_id, None if batch == c.ALL_FEES else batch)
+        if batch == c.ALL_FEES:
+            fees = [fee for fee in fees if fee.setl_id is None]
+        return self._withdraw(fees, s, visit)
 
     async def _cancel_lines(self, s: AsyncSession, request: wire.Request, now: datetime) -> Applied:
-        data = section(request)
-        visit = await find_visit(s, request, field(data, "psn_no"), field(data, "mdtrt_id"), INPATIENT)
-        feedetl_sn = field(data, "feedetl_sn")
+        """2302's ``data`` is a list of lines (one visit); a single object is read as a list of one."""
+        given = request.input.get("data")
+        rows = [given] if isinstance(given, dict) else decode(codec.objects, request.input, "data")
+        if not rows or len({(row.get("mdtrt_id"), row.get("psn_no")) for row in rows}) != 1:
+            raise Refusal(c.BAD_REQUEST, "data: the lines of one visit")
+        visit = await find_visit(s, request, field(rows[0], "psn_no"), field(rows[0], "mdtrt_id"), INPATIENT)
+        numbers = {field(row, "feedetl_sn") for row in rows}
         fees = await self._active_fees(s, visit.mdtrt_id)
-        if feedetl_sn != c.ALL_FEES:
-            fees = [fee for fee in fees if fee.feedetl_sn == feedetl_sn]
+        if c.ALL_FEES in numbers:
+            fees = [fee for fee in fees if fee.setl_id is None]
+        else:
+            fees = [fee for fee in fees if fee.feedetl_sn in numbers]
+            if len(fees) != len(numbers):
+                raise Refusal(c.FEES_NOT_FOUND, "a feedetl_sn is not an uploaded line of this stay")
         return self._withdraw(fees, s, visit)
 
     # Settlements ------------------------------------------------------------------------------------
@@ -215,7 +231,7 @@ class SettlementDesk:
         s.add(pre)
         await s.flush()
         view = _view("", visit, req.med_type, split, insurance.balance_fen, now, request.msgid)
-        return Applied({"setlinfo": codec.settlement_to_wire(view)}, visit.mdtrt_id, {"pre_settlement": pre.id})
+        return Applied(_answer(view, request), visit.mdtrt_id, {"pre_settlement": pre.id})
 
     async def _settle(self, s: AsyncSession, request: wire.Request, now: datetime, kind: str) -> Applied:
         req, visit, fees, insurance, batch = await self._prepare(s, request, kind)
@@ -251,7 +267,7 @@ class SettlementDesk:
             fee.setl_id = setl_id
             s.add(fee)
         view = _view(setl_id, visit, req.med_type, split, insurance.balance_fen, now, request.msgid)
-        return Applied({"setlinfo": codec.settlement_to_wire(view)}, visit.mdtrt_id, {"setl_id": setl_id})
+        return Applied(_answer(view, request), visit.mdtrt_id, {"setl_id": setl_id})
 
     def _new_setl_id(self) -> str:
         return f"{self.admvs}{secrets.randbelow(10**20):020d}"
@@ -273,7 +289,7 @@ class SettlementDesk:
             balc_fen=balance,
         )
         effect = {"setl_id": settlement.setl_id, "fees": fees}
-        return Applied({"setlinfo": codec.settlement_to_wire(view)}, visit.mdtrt_id, effect)
+        return Applied(_answer(view, request), visit.mdtrt_id, effect)
 
     async def _unsettle(self, s: AsyncSession, settlement: InsurSettlement, visit: InsurVisit) -> tuple[list[int], int]:
         """Gives the accounts back and frees the fee lines: (their ids, the balance after)."""
@@ -402,6 +418,11 @@ class SettlementDesk:
             s.add(fee)
         settlement.status, settlement.cancel_setl_id, settlement.cancelled_at = SETTLED, None, None
         s.add(settlement)
+
+
+def _answer(view: c.Settlement, request: wire.Request) -> dict[str, Any]:
+    clr_optins = request.insuplc_admdvs or request.mdtrtarea_admvs
+    return {"setlinfo": codec.settlement_to_wire(view, clr_optins), "setldetail": codec.fund_details(view)}
 
 
 def _identities(fees: list[InsurFee]) -> str:

@@ -149,7 +149,10 @@ class StayDesk:
         info = section(request, "adminfo")
         diagnoses = _diagnoses(request)
         visit = await self._in_hospital(s, request, info)
-        values = {name: field(info, name) for name in REQUIRED_ON_ADMISSION if name not in ("psn_no", "insutype")}
+        if "ipt_no" not in info:  # 2403 names the inpatient number ipt_otp_no
+            info = {**info, "ipt_no": info.get("ipt_otp_no")}
+        unchanged = ("psn_no", "insutype", "mdtrt_cert_no")
+        values = {name: field(info, name) for name in REQUIRED_ON_ADMISSION if name not in unchanged}
         effect = {"prior": _snapshot(visit)}
         visit.begntime, visit.med_type = _time(info, "begntime"), values["med_type"]
         visit.ipt_otp_no, visit.atddr_no, visit.dr_name = values["ipt_no"], values["atddr_no"], values["chfpdr_name"]

@@ -10,18 +10,21 @@ paid first, class C own pay; outpatient 10.00 deductible and 70 % pooled fund, i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
 from datasources.clock import FixedClock
+from datasources.errors import SourceRejected
+from datasources.insurance import codec, wire
 from datasources.insurance import contract as c
-from datasources.insurance import wire
 from datasources.insurance.http import HttpInsurancePlatform
 from datasources.insurance.rules import CareRules, SettlementRules
 from datasources.insurance.sandbox import InsurancePlatformSandbox, InsuranceSandboxAdmin, SandboxInsurancePlatform
@@ -33,9 +36,10 @@ from tests.datasources.test_insurance_contract import (
     CERTNO,
     HOSPITAL,
     IMPLEMENTATIONS,
+    Interposer,
     Stage,
+    envelope,
     rejected,
-    signed_client,
 )
 
 CONSULTATION = "001102000010000-110200001"  # class A
@@ -398,12 +402,25 @@ async def test_the_persons_filed_chronic_diseases_are_listed(desk: Desk) -> None
 
 
 # A settlement whose answer was lost (HTTP only) -------------------------------------------------------
+async def http_desk(
+    db: Database, clock: FixedClock, *, wait_seconds: float, **interpose: Any
+) -> tuple[Desk, HttpInsurancePlatform, LiveServer, Interposer]:
+    """The HTTP client behind an ``Interposer`` that loses or refuses some answers, with RULES."""
+    interposer = Interposer(insurance_platform_app(lambda: InsurancePlatformSandbox(db, clock), clock), **interpose)
+    live = await LiveServer(interposer).start()  # type: ignore[arg-type]
+    msgids = wire.MsgIds(HOSPITAL.fixmedins_code, clock)
+    client = HttpInsurancePlatform(live.url, HOSPITAL, clock, msgids, timeout=wait_seconds, retries=2, backoff_seconds=0.01)
+    admin = InsuranceSandboxAdmin(db)
+    await admin.set_rules(RULES, "310")
+    return Desk(client, InsurancePlatformSandbox(db, clock), admin, clock, msgids), client, live, interposer
+
+
 async def test_a_settlement_whose_answer_is_lost_is_reversed_and_the_account_restored(
     db: Database, clock: FixedClock
 ) -> None:
-    client, live, interposer, admin = await signed_client(db, clock, slow=(c.SETTLE,))
-    await admin.set_rules(RULES, "310")
-    stage = Desk(client, InsurancePlatformSandbox(db, clock), admin, clock, client.msgids)
+    # The answer comes 3 s late to a client that waits 1 s (generous: a loaded database stays well within it).
+    stage, client, live, interposer = await http_desk(db, clock, wait_seconds=1.0, slow=(c.SETTLE,), delay=3.0)
+    admin = stage.admin
     try:
         visit = await stage.registered(personal_fen=100_000)
         await client.upload_fees(stage.upload(visit, stage.outpatient_lines()))
@@ -427,9 +444,8 @@ async def test_a_settlement_whose_answer_is_lost_is_reversed_and_the_account_res
 
 
 async def test_a_settlement_that_never_arrived_cannot_be_reversed(db: Database, clock: FixedClock) -> None:
-    client, live, _, admin = await signed_client(db, clock, fail_first=(c.SETTLE,))
-    await admin.set_rules(RULES, "310")
-    stage = Desk(client, InsurancePlatformSandbox(db, clock), admin, clock, client.msgids)
+    stage, client, live, _ = await http_desk(db, clock, wait_seconds=10.0, fail_first=(c.SETTLE,))
+    admin = stage.admin
     try:
         visit = await stage.registered(personal_fen=100_000)
         await client.upload_fees(stage.upload(visit, stage.outpatient_lines()))
@@ -456,3 +472,60 @@ def test_the_split_always_adds_up() -> None:
             assert split.hifp_pay_fen + split.acct_pay_fen + split.acct_mulaid_pay_fen + split.psn_cash_pay_fen == (
                 split.medfee_sumamt_fen
             )
+
+
+async def test_one_settlement_sent_five_times_at_once_spends_the_account_once(desk: Desk) -> None:
+    visit = await desk.registered(personal_fen=100_000)
+    await desk.platform.upload_fees(desk.upload(visit, desk.outpatient_lines()))
+    await desk.platform.pre_settle(desk.bill(visit, 9_905))
+    outcomes = await asyncio.gather(
+        *(desk.platform.settle(desk.bill(visit, 9_905)) for _ in range(5)), return_exceptions=True
+    )
+    settled = [o for o in outcomes if isinstance(o, c.Settlement)]
+    refused = [o.code for o in outcomes if isinstance(o, SourceRejected)]
+    assert len(settled) == 1 and refused == [c.ALREADY_SETTLED] * 4
+    assert await desk.admin.balances(visit.psn_no, "310") == (93_478, 0)
+
+
+async def test_reversing_uploads_and_stay_changes_undoes_exactly_them(desk: Desk) -> None:
+    visit = await desk.registered()
+    signed = (await desk.platform.sign_in("0101", "00-1A-2B-3C-4D-5E", "10.0.0.8")).sign_no
+    upload = {"feedetail": [
+        {**codec.fee_line_to_wire(line, desk.upload(visit, ())), "chrg_bchno": "B001"}
+        for line in desk.outpatient_lines()
+    ]}
+    sent = envelope(desk, c.FEE_UPLOAD, upload, sign_no=signed)
+    assert (await desk.sandbox.handle(sent)).infcode == wire.SUCCESS
+    await desk.platform.reverse(psn_no=visit.psn_no, omsgid=sent.msgid, oinfno=c.FEE_UPLOAD, insuplc_admdvs=AREA)
+    assert await rejected(desk.platform.pre_settle(desk.bill(visit, 9_905))) == c.FEES_NOT_FOUND
+    # The reversed lines' numbers are free again; "0000" withdraws every unsettled line.
+    await desk.platform.upload_fees(desk.upload(visit, desk.outpatient_lines()))
+    await desk.platform.cancel_fees(psn_no=visit.psn_no, mdtrt_id=visit.mdtrt_id, chrg_bchno=c.ALL_FEES,
+                                    insuplc_admdvs=AREA)
+    assert await rejected(desk.platform.pre_settle(desk.bill(visit, 9_905))) == c.FEES_NOT_FOUND
+
+    stay = await desk.platform.admit(desk.admission(await desk.admin.add_person("赵六", "440301199001010022",
+                                                                                 {"310": 0})))
+    await desk.platform.reverse(psn_no=stay.psn_no, omsgid=stay.msgid, oinfno=c.ADMIT, insuplc_admdvs=AREA)
+    gone = desk.platform.cancel_admission(psn_no=stay.psn_no, mdtrt_id=stay.mdtrt_id, insuplc_admdvs=AREA)
+    assert await rejected(gone) == c.VISIT_NOT_FOUND
+
+
+async def test_reversing_a_discharge_puts_the_patient_back_in_hospital(desk: Desk) -> None:
+    psn_no = await desk.insured(t310=0)
+    signed = await desk.platform.sign_in("0101", "00-1A-2B-3C-4D-5E", "10.0.0.8")
+    stay = await desk.platform.admit(desk.admission(psn_no))
+    discharge = c.DischargeRequest(
+        mdtrt_id=stay.mdtrt_id, psn_no=psn_no, insutype="310", insuplc_admdvs=AREA,
+        endtime=desk.clock.now().replace(microsecond=0), dise_codg="I20.000", dise_name="不稳定型心绞痛",
+        dscg_way="1", dscg_dept_codg="0302", dscg_dept_name="心内科病区",
+    )
+    sent = envelope(desk, c.DISCHARGE, {"dscginfo": codec.discharge_to_wire(discharge), "diseinfo": []},
+                    sign_no=signed.sign_no)
+    assert (await desk.sandbox.handle(sent)).infcode == wire.SUCCESS
+    assert await rejected(desk.platform.discharge(discharge)) == c.ALREADY_DISCHARGED
+    await desk.platform.reverse(psn_no=psn_no, omsgid=sent.msgid, oinfno=c.DISCHARGE, insuplc_admdvs=AREA)
+    await desk.platform.discharge(discharge)  # in hospital again, so it can be discharged
+    single = desk.platform.cancel_inpatient_fees(psn_no=psn_no, mdtrt_id=stay.mdtrt_id, feedetl_sn="7",
+                                                 insuplc_admdvs=AREA)
+    assert await rejected(single) == c.FEES_NOT_FOUND
