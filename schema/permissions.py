@@ -69,3 +69,15 @@ class CanReadPatients(OperatorPermission):
     """Patients' records, masked (unmasking needs ``personal_data.unmask`` and a purpose)."""
 
     permission = "patients.read"
+
+
+class CanReconcile(OperatorPermission):
+    """The daily reconciliation of payments: runs, their discrepancies, the refunds they propose."""
+
+    permission = "payments.reconcile"
+
+
+class CanApproveRefunds(OperatorPermission):
+    """Deciding on refunds that wait for an operator: approve (the money goes back) or reject."""
+
+    permission = "refunds.approve"

@@ -25,19 +25,22 @@ from schema.execution import LeanExecutionContext
 from schema.identity import IdentityMutation
 from schema.patients import PatientsMutation, PatientsQuery
 from schema.payments import PaymentsMutation
+from schema.reconciliation import ReconciliationMutation, ReconciliationQuery
 from schema.registration import RegistrationMutation, RegistrationSubscription
 from schema.viewer import Me
 
 
 @strawberry.type
-class Query(CatalogQuery, AppsQuery, PatientsQuery):
+class Query(CatalogQuery, AppsQuery, PatientsQuery, ReconciliationQuery):
     @strawberry.field(description="The caller: patients, registrations, sessions, by role.")
     def me(self, info: Ctx) -> Me:
         return Me()
 
 
 @strawberry.type
-class Mutation(IdentityMutation, PatientsMutation, RegistrationMutation, PaymentsMutation, AppsMutation):
+class Mutation(
+    IdentityMutation, PatientsMutation, RegistrationMutation, PaymentsMutation, AppsMutation, ReconciliationMutation
+):
     pass
 
 

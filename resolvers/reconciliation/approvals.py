@@ -1,0 +1,148 @@
+"""Operators decide on refunds waiting for approval (those reconciliation proposed, and any other):
+approved, the refund runs by the original route; rejected, with a reason, the amount it held goes
+back to the order. Each decision is audited in the transaction that records it, and resolves the
+reconciliation items that proposed the refund.
+
+The transitions are those of ``refunds.approve`` and ``refunds.reject`` (conditional on
+PENDING_APPROVAL, so two operators deciding at once decide once), written here so that the audit
+record and the items share their transaction; keep the two alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from datasources.store.models import PaymentOrder, PaymentRefund, ReconciliationItem
+from resolvers.apps import Audited
+from resolvers.deps import Deps
+from resolvers.errors import DomainError, InvalidInput, NotAllowed
+from resolvers.payments import orders as o
+from resolvers.payments import refunds as r
+
+MAX_BATCH = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRefund:
+    refund_no: str
+    order_no: str
+    channel: str
+    amount_fen: int
+    reason: str
+    cause: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One refund of a batch: approved (``refund`` says how far it got) or not (``error`` says why)."""
+
+    refund_no: str
+    refund: r.Refund | None
+    error: DomainError | None
+
+
+async def pending_refunds(deps: Deps, *, limit: int = 200) -> list[PendingRefund]:
+    async with deps.db.reading() as s:
+        rows = (await s.execute(
+            select(PaymentRefund, col(PaymentOrder.channel))
+            .join(PaymentOrder, col(PaymentOrder.order_no) == col(PaymentRefund.order_no))
+            .where(col(PaymentRefund.status) == r.PENDING_APPROVAL)
+            .order_by(col(PaymentRefund.created_at), col(PaymentRefund.id))
+            .limit(limit)
+        )).all()
+    return [
+        PendingRefund(x.refund_no, x.order_no, channel, x.amount_fen, x.reason, x.cause, x.created_at)
+        for x, channel in rows
+    ]
+
+
+async def _decided(
+    s: AsyncSession, audited: Audited, at: datetime, action: str, refund: r.Refund, **detail: object
+) -> None:
+    """In the decision's transaction: the items that proposed the refund resolved, then the audit record."""
+    await s.execute(
+        update(ReconciliationItem)
+        .where(col(ReconciliationItem.refund_no) == refund.refund_no, col(ReconciliationItem.resolved_at).is_(None))
+        .values(resolved_at=at, resolved_by=audited.actor_account_id)
+    )
+    await audited.record(s, at, action, "payment_refund", refund.refund_no, {
+        "refundNo": refund.refund_no, "orderNo": refund.order_no, "amountFen": refund.amount_fen, **detail,
+    })
+
+
+def _not_pending(found: r.Refund | None) -> NotAllowed:
+    if found is None:
+        return NotAllowed("No such refund.", "NOT_FOUND")
+    return NotAllowed(f"This refund is {found.status.lower().replace('_', ' ')}, not waiting for approval.",
+                      "NOT_PENDING")
+
+
+async def approve(deps: Deps, payments: o.Payments, refund_nos: Sequence[str], *, audited: Audited) -> list[Decision]:
+    """One after the other, each on its own: one refused never stops the others."""
+    numbers = list(dict.fromkeys(refund_nos))
+    if not numbers or len(numbers) > MAX_BATCH:
+        raise InvalidInput("refundNos", f"Approve between 1 and {MAX_BATCH} refunds at a time.")
+    assert audited.actor_account_id is not None
+    decisions: list[Decision] = []
+    for refund_no in numbers:
+        try:
+            refund = await _approve_one(deps, payments, refund_no, audited, audited.actor_account_id)
+        except DomainError as exc:
+            decisions.append(Decision(refund_no, None, exc))
+        else:
+            decisions.append(Decision(refund_no, refund, None))
+    return decisions
+
+
+async def _approve_one(
+    deps: Deps, payments: o.Payments, refund_no: str, audited: Audited, operator_id: int
+) -> r.Refund:
+    found = await r.load(deps, refund_no)
+    if found is None or found.status != r.PENDING_APPROVAL:
+        raise _not_pending(found)
+    now = deps.clock.now()
+    async with deps.db.writing() as s:
+        moved = await s.execute(
+            update(PaymentRefund)
+            .where(col(PaymentRefund.refund_no) == refund_no, col(PaymentRefund.status) == r.PENDING_APPROVAL)
+            .values(status=r.REQUESTED, approved_by=operator_id, updated_at=now)
+        )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            await _decided(s, audited, now, "refund.approved", found)
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        raise _not_pending(await r.load(deps, refund_no))
+    return await r.execute(deps, payments, refund_no)  # HIS first, then the channel
+
+
+async def reject(deps: Deps, refund_no: str, *, reason: str, audited: Audited) -> r.Refund:
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInput("reason", "Say why the refund is rejected.")
+    assert audited.actor_account_id is not None
+    found = await r.load(deps, refund_no)
+    if found is None or found.status != r.PENDING_APPROVAL:
+        raise _not_pending(found)
+    now = deps.clock.now()
+    async with deps.db.writing() as s:
+        moved = await s.execute(
+            update(PaymentRefund)
+            .where(col(PaymentRefund.refund_no) == refund_no, col(PaymentRefund.status) == r.PENDING_APPROVAL)
+            .values(status=r.REJECTED, approved_by=audited.actor_account_id, failure=reason[:256], updated_at=now)
+        )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            await s.execute(  # the amount it held goes back to the order
+                update(PaymentOrder)
+                .where(col(PaymentOrder.order_no) == found.order_no)
+                .values(refunded_fen=col(PaymentOrder.refunded_fen) - found.amount_fen, updated_at=now)
+            )
+            await _decided(s, audited, now, "refund.rejected", found, reason=reason[:256])
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        raise _not_pending(await r.load(deps, refund_no))
+    return await r.load(deps, refund_no) or found
