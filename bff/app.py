@@ -27,7 +27,7 @@ from bff.graphql_view import BFFGraphQL
 from bff.keys import KEYRING_INVALIDATION, open_keyring
 from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
-from bff.payment_callbacks import alipay_notified, wechatpay_notified
+from bff.payment_callbacks import alipay_notified, wechat_med_ins_notified, wechatpay_notified
 from bff.payment_pages import payment_page, payment_qr, sandbox_pay
 from bff.payment_sources import build_money_sources
 from bff.security.assembly import ExpiryCollector, certificate_policy, gateway, served_certificates
@@ -57,7 +57,13 @@ from resolvers.identity import FrontEnd, SessionPolicy
 from resolvers.payments import deposits
 from resolvers.payments import orders as payment_orders
 from resolvers.payments import refunds as payment_refunds
-from resolvers.payments.channels import AlipayChannel, PaymentChannel, WeChatPayChannel
+from resolvers.payments.channels import (
+    AlipayChannel,
+    InsuranceOnlyChannel,
+    PaymentChannel,
+    WeChatMedInsChannel,
+    WeChatPayChannel,
+)
 from resolvers.registration import release_expired_holds
 from schema.root import build_schema
 
@@ -82,6 +88,7 @@ def build_sources(settings: Settings, db: Database, clock: Clock) -> Sources:
     return Sources(
         his=his, credit=SandboxCreditPlatform(db), channels=SandboxChannelLogin(db, clock),
         billing=money.billing, wechatpay=money.wechatpay, alipay=money.alipay,
+        mobile_insurance=money.mobile_insurance, wechat_med_ins=money.wechat_med_ins,
     )
 
 
@@ -91,11 +98,16 @@ def payments_of(settings: Settings, sources: Sources) -> payment_orders.Payments
         channels["WECHAT_PAY"] = WeChatPayChannel(sources.wechatpay)
     if sources.alipay is not None:
         channels["ALIPAY"] = AlipayChannel(sources.alipay)
+    if sources.wechatpay is not None and sources.wechat_med_ins is not None:
+        channels["WECHAT_MED_INS"] = WeChatMedInsChannel(sources.wechatpay, sources.wechat_med_ins)
+    if sources.mobile_insurance is not None:
+        channels["INSURANCE"] = InsuranceOnlyChannel()
     if not channels:
         return None
     return payment_orders.Payments(
         channels=channels, order_timeout=timedelta(minutes=settings.payment_order_minutes),
         public_base_url=settings.public_base_url, write_backs={payment_orders.DEPOSIT: deposits.write_back},
+        institution=payment_orders.Institution(settings.institution_code, settings.hospital_name),
     )
 
 
@@ -286,7 +298,10 @@ def create_app(
             if broker is None:
                 await the_broker.close()
             if sources is None:
-                for source in (deps.sources.his, deps.sources.billing, deps.sources.wechatpay, deps.sources.alipay):
+                for source in (
+                    deps.sources.his, deps.sources.billing, deps.sources.wechatpay, deps.sources.alipay,
+                    deps.sources.mobile_insurance,
+                ):
                     close = getattr(source, "aclose", None)
                     if close is not None:
                         await close()
@@ -344,6 +359,10 @@ def create_app(
         Route("/callbacks/his/queue-changed", callback, methods=["POST"]),
         Route(payment_orders.NOTIFY_PREFIX + "wechatpay", wechatpay_notified(lambda: state["deps"]), methods=["POST"]),
         Route(payment_orders.NOTIFY_PREFIX + "alipay", alipay_notified(lambda: state["deps"]), methods=["POST"]),
+        Route(
+            payment_orders.NOTIFY_PREFIX + "wechatpay-medins", wechat_med_ins_notified(lambda: state["deps"]),
+            methods=["POST"],
+        ),
         Route(
             payment_orders.LINK_PREFIX + "{order_no}",
             payment_page(lambda: state["deps"], sandbox=sandbox_channels),

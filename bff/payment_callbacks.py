@@ -74,6 +74,28 @@ def wechatpay_notified(get_deps: Callable[[], Deps]) -> Endpoint:
     return endpoint
 
 
+def wechat_med_ins_notified(get_deps: Callable[[], Deps]) -> Endpoint:
+    """MEDICAL_INSURANCE.SUCCESS: both parts of a medical-insurance order were paid."""
+
+    async def endpoint(request: Request) -> Response:
+        deps = get_deps()
+        api, payments = deps.sources.wechat_med_ins, deps.payments
+        if api is None or payments is None:
+            return JSONResponse({"code": "FAIL", "message": "medical insurance is not enabled"}, status_code=404)
+        body = await request.body()
+        try:
+            notice = api.parse_med_ins_notification({k.lower(): v for k, v in request.headers.items()}, body)
+        except SourceRejected as exc:
+            log.warning("WeChat Pay med-ins notification refused: %s", exc.code)
+            return JSONResponse({"code": "FAIL", "message": "signature verification failed"}, status_code=401)
+        order_no = notice.order.out_trade_no
+        await _once(deps, "WECHAT_MED_INS", notice.id, order_no, notice.event_type,
+                    lambda: _confirm(deps, payments, order_no))
+        return Response(status_code=204)
+
+    return endpoint
+
+
 def alipay_notified(get_deps: Callable[[], Deps]) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         deps = get_deps()

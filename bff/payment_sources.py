@@ -35,9 +35,11 @@ class MoneySources:
     # The sandboxes themselves (their back offices: the payer's "pay" button), when in sandbox mode.
     wechatpay_sandbox: Any = None
     alipay_sandbox: Any = None
+    mobile_insurance: Any = None
+    wechat_med_ins: Any = None
 
     async def aclose(self) -> None:
-        for source in (self.billing, self.wechatpay, self.alipay, self.alipay_sandbox):
+        for source in (self.billing, self.wechatpay, self.alipay, self.alipay_sandbox, self.mobile_insurance):
             close = getattr(source, "aclose", None)
             if close is not None:
                 await close()
@@ -102,6 +104,9 @@ def build_money_sources(settings: Settings, db: Database, clock: Clock) -> Money
         money.wechatpay = money.wechatpay_sandbox = SandboxWeChatPay(
             db, clock, config, PlatformKeys(platform, w.public_key_id, merchant_certificates)
         )
+        from datasources.wechatpay.medins_sandbox import SandboxWeChatMedInsPay
+
+        money.wechat_med_ins = SandboxWeChatMedInsPay(money.wechatpay_sandbox)
     elif mode == "http":
         from datasources.wechatpay.http import HttpWeChatPay
 
@@ -111,7 +116,7 @@ def build_money_sources(settings: Settings, db: Database, clock: Clock) -> Money
             certificate_serial=w.certificate_serial, apiv3_key=w.apiv3_key.get_secret_value().encode(),
             wechatpay_public_key_pem=w.platform_public_key_file.read_bytes(), wechatpay_public_key_id=w.public_key_id,
         )
-        money.wechatpay = HttpWeChatPay(
+        money.wechatpay = money.wechat_med_ins = HttpWeChatPay(
             w.url, config, timeout=w.timeout_seconds, retries=w.retries, failure_threshold=w.failure_threshold,
             cooldown_seconds=w.cooldown_seconds,
         )
@@ -137,5 +142,28 @@ def build_money_sources(settings: Settings, db: Database, clock: Clock) -> Money
         money.alipay = HttpAlipay(
             a.url, config_a, timeout=a.timeout_seconds, retries=a.retries, failure_threshold=a.failure_threshold,
             cooldown_seconds=a.cooldown_seconds,
+        )
+    m = settings.mobile_insurance
+    mode = settings.payment_mode(m)
+    if mode == "sandbox":
+        from datasources.mobile_insurance.contract import SplitRules
+        from datasources.mobile_insurance.sandbox import SandboxMobileInsurance
+
+        rules = SplitRules(fund_ratios=m.fund_ratios, deductible_fen=m.deductible_fen, family_account=m.family_account)
+        base = settings.public_base_url or f"http://{settings.host}:{settings.port}"
+        page = base + "/sandbox/mobile-insurance"
+        money.mobile_insurance = SandboxMobileInsurance(db, clock, rules, page_base_url=page)
+    elif mode == "http":
+        from datasources.mobile_insurance.http import HttpMobileInsurance
+        from datasources.mobile_insurance.wire import Party
+
+        assert m.private_key_file and m.platform_public_key_file and m.app_secret
+        party = Party(
+            m.app_id, m.app_secret.get_secret_value(), load_private_key(m.private_key_file.read_bytes()),
+            load_public_key(m.platform_public_key_file.read_bytes()),
+        )
+        money.mobile_insurance = HttpMobileInsurance(
+            m.url, party, clock, timeout=m.timeout_seconds, retries=m.retries, failure_threshold=m.failure_threshold,
+            cooldown_seconds=m.cooldown_seconds,
         )
     return money

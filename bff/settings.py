@@ -7,6 +7,7 @@ Order of precedence: environment variables, then the TOML file named by ``BFF_CO
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -62,6 +63,22 @@ class AlipayChoice(PaymentChannelChoice):
     app_id: str = "2021000000000001"
 
 
+class MobileInsuranceChoice(PaymentChannelChoice):
+    """医保移动支付 2.0. The sandbox splits by the rules below (the platform's own, in a real one)."""
+
+    url: str = ""
+    app_id: str = "1G2HS9J0R01A7F6E"
+    app_secret: SecretStr | None = None
+    # Sandbox only: the fund's share per fee category (medChrgitmType), the deductible, the family account.
+    fund_ratios: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "09": Decimal("0.70"), "04": Decimal("0.60"), "03": Decimal("0.50"), "05": Decimal("0.60")
+        }
+    )
+    deductible_fen: int = Field(default=0, ge=0)
+    family_account: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="", env_nested_delimiter="__", extra="ignore", case_sensitive=False
@@ -85,6 +102,10 @@ class Settings(BaseSettings):
     credit: SourceChoice = Field(default_factory=SourceChoice)
     wechatpay: WeChatPayChoice = Field(default_factory=WeChatPayChoice)
     alipay: AlipayChoice = Field(default_factory=AlipayChoice)
+    mobile_insurance: MobileInsuranceChoice = Field(default_factory=MobileInsuranceChoice)
+    # The hospital as the insurance platform knows it (定点医药机构编码 and name).
+    institution_code: str = Field(default="H44010600001", min_length=1, max_length=32)
+    hospital_name: str = Field(default="示范医院", min_length=1, max_length=64)
     # Where the payment channels send their notifications: this BFF's public https address.
     # Required in production; in development, learned from the first request when unset.
     public_base_url: str = ""
@@ -182,7 +203,8 @@ class Settings(BaseSettings):
             raise ValueError("CREDIT__MODE=http: there is no HTTP client for the credit platform yet; use sandbox.")
         if self.his.mode == "http" and not self.his.url:
             raise ValueError("HIS__MODE=http needs HIS__URL, the base URL of the HIS gateway.")
-        for name, channel in (("WECHATPAY", self.wechatpay), ("ALIPAY", self.alipay)):
+        channels = (("WECHATPAY", self.wechatpay), ("ALIPAY", self.alipay), ("MOBILE_INSURANCE", self.mobile_insurance))
+        for name, channel in channels:
             if self.environment == "production" and channel.mode == "sandbox":
                 raise ValueError(f"{name}__MODE=sandbox in production takes no real money; use http or off.")
             keys = (channel.private_key_file, channel.platform_public_key_file)
@@ -191,6 +213,8 @@ class Settings(BaseSettings):
                     f"{name}__MODE=http needs {name}__PRIVATE_KEY_FILE (the merchant's key) and "
                     f"{name}__PLATFORM_PUBLIC_KEY_FILE (the channel's public key), both PEM."
                 )
+        if self.mobile_insurance.mode == "http" and self.mobile_insurance.app_secret is None:
+            raise ValueError("MOBILE_INSURANCE__MODE=http needs MOBILE_INSURANCE__APP_SECRET (from the platform).")
         if self.wechatpay.mode == "http" and self.wechatpay.apiv3_key is None:
             raise ValueError("WECHATPAY__MODE=http needs WECHATPAY__APIV3_KEY (32 characters, merchant portal).")
         takes_money = "http" in (self.wechatpay.mode, self.alipay.mode)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datasources.channels.contract import ChannelLogin
 from datasources.alipay.contract import Alipay
+from datasources.channels.contract import ChannelLogin
 from datasources.credit.contract import CreditPlatform
 from datasources.his.billing import HISBilling
 from datasources.his.contract import HIS
+from datasources.mobile_insurance.contract import MobileInsurance
 from datasources.wechatpay.contract import WeChatPay
+from datasources.wechatpay.medins_contract import WeChatMedInsPay
 
 
 @dataclass(slots=True)
@@ -21,3 +23,6 @@ class Sources:
     billing: HISBilling | None = None
     wechatpay: WeChatPay | None = None
     alipay: Alipay | None = None
+    # Medical insurance payments: the mobile insurance platform (2.0) and WeChat Pay's med-ins orders.
+    mobile_insurance: MobileInsurance | None = None
+    wechat_med_ins: WeChatMedInsPay | None = None

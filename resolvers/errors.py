@@ -178,3 +178,15 @@ class RefundExceedsPaid(DomainError):
     def __init__(self, refundable_fen: int) -> None:
         super().__init__(f"At most {refundable_fen / 100:.2f} yuan of this payment can still be refunded.")
         self.refundable_fen = refundable_fen
+
+
+class InsuranceNotAuthorized(DomainError):
+    """The insurance authorization (医保电子凭证 / payAuthNo) is missing, expired, used, or someone else's."""
+
+    code = "VOUCHER_NOT_AUTHORIZED"
+
+
+class InsufficientPersonalAccount(DomainError):
+    """The personal (or family) account no longer holds the share fixed when the fees were uploaded."""
+
+    code = "INSUFFICIENT_PERSONAL_ACCOUNT"

@@ -193,3 +193,16 @@ class RefundExceedsPaidError(UserError):
 )
 class IdempotencyConflictError(UserError):
     pass
+
+
+@strawberry.type(
+    description="The insurance authorization (医保电子凭证) is missing, expired, used, or another person's: "
+    "authorize again in the app."
+)
+class InsuranceNotAuthorizedError(UserError):
+    pass
+
+
+@strawberry.type(description="The personal account no longer covers its share; pay again to have it recalculated.")
+class InsufficientPersonalAccountError(UserError):
+    pass

@@ -113,10 +113,15 @@ class DepositKind(Enum):
     INPATIENT = "INPATIENT"
 
 
-@strawberry.enum(description="How the patient paid.")
+@strawberry.enum(
+    description="How the patient paid: WECHAT_MED_INS is WeChat Pay's medical-insurance order (insurance and cash "
+    "together); INSURANCE is an order the insurance paid in full."
+)
 class PaymentChannel(Enum):
     WECHAT_PAY = "WECHAT_PAY"
     ALIPAY = "ALIPAY"
+    WECHAT_MED_INS = "WECHAT_MED_INS"
+    INSURANCE = "INSURANCE"
 
 
 @strawberry.enum(

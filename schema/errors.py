@@ -15,6 +15,8 @@ from schema.common import (
     CutoffPassedError,
     DepositTopUpEntry,
     IdempotencyConflictError,
+    InsufficientPersonalAccountError,
+    InsuranceNotAuthorizedError,
     InvalidInputError,
     LoginFailedError,
     MedicalCardRequiredError,
@@ -91,6 +93,10 @@ def user_error(exc: e.DomainError) -> Any:
             return OrderClosedError(message=m, code=code)
         case e.RefundExceedsPaid():
             return RefundExceedsPaidError(message=m, code=code, refundable=Money.of(exc.refundable_fen))
+        case e.InsuranceNotAuthorized():
+            return InsuranceNotAuthorizedError(message=m, code=code)
+        case e.InsufficientPersonalAccount():
+            return InsufficientPersonalAccountError(message=m, code=code)
         case idempotency.IdempotencyKeyReused() | idempotency.RequestInProgress():
             return IdempotencyConflictError(message=m, code=code)
     raise exc

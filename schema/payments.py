@@ -12,12 +12,14 @@ import strawberry
 from datasources.his import billing as b
 from resolvers.errors import DomainError
 from resolvers.payment_link import payment_qr_png
-from resolvers.payments import deposits, outpatient
+from resolvers.payments import deposits, insured, outpatient
 from resolvers.payments import orders as o
 from resolvers.payments import refunds as r
 from schema.common import (
     Ctx,
     IdempotencyConflictError,
+    InsufficientPersonalAccountError,
+    InsuranceNotAuthorizedError,
     InvalidInputError,
     MedicalCardRequiredError,
     Money,
@@ -92,6 +94,14 @@ class Refund:
         )
 
 
+@strawberry.type(description="What the medical insurance paid of a payment (医保统筹, 个人账户, 共济账户).")
+class InsuranceShare:
+    fund: Money
+    personal_account: Money
+    family_account: Money
+    status: str = strawberry.field(description="UPLOADED, PAID, REFUNDED or CANCELLED at the insurance platform.")
+
+
 @strawberry.type(description="One payment: what for, how, and how far it got.")
 class PaymentOrder:
     order_no: str
@@ -99,6 +109,8 @@ class PaymentOrder:
     channel: PaymentChannel
     description: str
     amount: Money
+    self_pay: Money = strawberry.field(description="Paid in cash through the channel (all of it without insurance).")
+    insurance: InsuranceShare | None
     refunded: Money = strawberry.field(description="Refunded or being refunded.")
     status: PaymentOrderStatus
     patient_id: strawberry.ID
@@ -114,7 +126,12 @@ class PaymentOrder:
     def of(x: o.Order, refunds: list[r.Refund]) -> PaymentOrder:
         return PaymentOrder(
             order_no=x.order_no, purpose=PaymentPurpose(x.purpose), channel=PaymentChannel(x.channel),
-            description=x.description, amount=Money.of(x.total_fen), refunded=Money.of(x.refunded_fen),
+            description=x.description, amount=Money.of(x.total_fen), self_pay=Money.of(x.self_pay_fen),
+            insurance=InsuranceShare(
+                fund=Money.of(x.fund_fen), personal_account=Money.of(x.personal_account_fen),
+                family_account=Money.of(x.family_account_fen), status=x.insurance_status,
+            ) if x.insurance_status else None,
+            refunded=Money.of(x.refunded_fen),
             status=PaymentOrderStatus(x.status), patient_id=strawberry.ID(str(x.patient_id)), created_at=x.created_at,
             expires_at=x.expires_at, paid_at=x.paid_at, settled_at=x.settled_at, receipt_no=x.his_receipt_no,
             invoice_url=x.invoice_url, refunds=[Refund.of(y) for y in refunds],
@@ -136,6 +153,16 @@ class WeChatPayParameters:
     pay_sign: str
 
 
+@strawberry.type(description="wx.requestMedicalInsurancePay's arguments: the order and its cash part's paySign.")
+class WeChatMedicalInsuranceParameters:
+    mix_trade_no: str
+    time_stamp: str | None
+    nonce_str: str | None
+    package: str | None
+    sign_type: str | None
+    pay_sign: str | None
+
+
 @strawberry.type(description="my.tradePay's argument.")
 class AlipayParameters:
     trade_no: str
@@ -145,6 +172,7 @@ class AlipayParameters:
 class PaymentStarted:
     order: PaymentOrder
     wechat_pay: WeChatPayParameters | None
+    wechat_medical_insurance: WeChatMedicalInsuranceParameters | None
     alipay: AlipayParameters | None
     link: str = strawberry.field(description="The order's payment page, for someone else to open or scan.")
     qr_code_png: str = strawberry.field(description="The link as a QR code: a PNG, base64.")
@@ -160,7 +188,11 @@ def _started(payments: o.Payments, result: outpatient.Started) -> PaymentStarted
         wechat_pay=WeChatPayParameters(
             app_id=p["appId"], time_stamp=p["timeStamp"], nonce_str=p["nonceStr"], package=p["package"],
             sign_type=p["signType"], pay_sign=p["paySign"],
-        ) if "paySign" in p else None,
+        ) if "paySign" in p and "mixTradeNo" not in p else None,
+        wechat_medical_insurance=WeChatMedicalInsuranceParameters(
+            mix_trade_no=p["mixTradeNo"], time_stamp=p.get("timeStamp"), nonce_str=p.get("nonceStr"),
+            package=p.get("package"), sign_type=p.get("signType"), pay_sign=p.get("paySign"),
+        ) if "mixTradeNo" in p else None,
         alipay=AlipayParameters(trade_no=p["tradeNO"]) if "tradeNO" in p else None,
     )
 
@@ -174,6 +206,13 @@ class PayRegistrationInput:
 @strawberry.input
 class PayBillsInput:
     bill_ids: list[strawberry.ID] = strawberry.field(description="One patient's bills, paid together (1-50).")
+    idempotency_key: str = strawberry.field(description="A new UUID per payment attempt; resend it on retry.")
+
+
+@strawberry.input
+class PayBillsWithInsuranceInput:
+    bill_ids: list[strawberry.ID] = strawberry.field(description="One patient's bills, paid together (1-50).")
+    auth_code: str = strawberry.field(description="The authCode the insurance authorization returned to the app.")
     idempotency_key: str = strawberry.field(description="A new UUID per payment attempt; resend it on retry.")
 
 
@@ -215,7 +254,8 @@ class DepositAccount:
 
 _StartErrors = (
     NotFoundError | NotAllowedError | OrderClosedError | InvalidInputError | IdempotencyConflictError
-    | MedicalCardRequiredError | ServiceUnavailableError
+    | MedicalCardRequiredError | InsuranceNotAuthorizedError | InsufficientPersonalAccountError
+    | ServiceUnavailableError
 )
 PayPayload = Annotated[PaymentStarted | _StartErrors, strawberry.union("PayPayload")]
 ConfirmPaymentPayload = Annotated[
@@ -229,6 +269,11 @@ async def pending_bills(info: Ctx, patient_id: strawberry.ID | None = None) -> l
         patient_id=parse_id(patient_id) if patient_id is not None else None,
     )
     return [PendingBill.of(bill, pid) for bill, pid in found]
+
+
+async def insurance_authorize_url(info: Ctx, return_url: str, state: str) -> str:
+    """The insurance platform's authorization page; it comes back to ``returnUrl`` with ``authCode`` and ``state``."""
+    return insured.authorize_url(info.context.deps, return_url=return_url, state=state)
 
 
 async def deposit_accounts(info: Ctx, patient_id: strawberry.ID) -> list[DepositAccount]:
@@ -329,3 +374,21 @@ class PaymentsMutation:
         except DomainError as exc:
             return user_error(exc)
         return (await orders_of(info, [order]))[0]
+
+    @strawberry.mutation(
+        permission_classes=[IsPatient],
+        description="医保缴费: pending bills paid by the medical insurance (fund, personal and family accounts), "
+        "the rest in cash in the same order.",
+    )
+    async def pay_bills_with_insurance(self, info: Ctx, input: PayBillsWithInsuranceInput) -> PayPayload:
+        _learn_base_url(info)
+        viewer = info.context.viewer
+        try:
+            started = await insured.pay_bills(
+                info.context.deps, account_id=viewer.account_id or 0, session_channel=viewer.channel,
+                bill_ids=[str(i) for i in input.bill_ids], auth_code=input.auth_code,
+                idempotency_key=input.idempotency_key,
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return _started(info.context.deps.payments, started)  # type: ignore[arg-type]

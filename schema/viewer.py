@@ -16,6 +16,7 @@ from schema.identity import Account
 from schema.patients import HospitalCard, Patient, hospital_card, parse_id, patients_of
 from schema.payments import DepositAccount, PaymentOrder, PendingBill
 from schema.payments import deposit_accounts as deposit_accounts_field
+from schema.payments import insurance_authorize_url as insurance_authorize_url_field
 from schema.payments import payment as payment_field
 from schema.payments import payments as payments_field
 from schema.payments import pending_bills as pending_bills_field
@@ -100,6 +101,10 @@ class Me:
         resolver=payments_field, permission_classes=[IsPatient], description="The account's payments, newest first."
     )
     payment: PaymentOrder | None = strawberry.field(resolver=payment_field, permission_classes=[IsPatient])
+    insurance_authorize_url: str = strawberry.field(
+        resolver=insurance_authorize_url_field, permission_classes=[IsPatient],
+        description="医保授权: open this page; it returns to returnUrl with the authCode for payBillsWithInsurance.",
+    )
     deposit_accounts: list[DepositAccount] = strawberry.field(
         resolver=deposit_accounts_field, permission_classes=[IsPatient],
         description="预交金: the patient's deposit accounts (outpatient, and one per inpatient stay).",

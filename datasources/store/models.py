@@ -321,10 +321,19 @@ class PaymentOrder(SQLModel, table=True):
     total_fen: int
     self_pay_fen: int
     insurance_fen: int = 0
+    # The insurance part (mobile insurance payment 2.0): its shares, the platform's order (payOrdId),
+    # the payToken sealed like personal data, and how far it got (UPLOADED, PAID, REFUNDED, CANCELLED).
+    fund_fen: int = 0
+    personal_account_fen: int = 0
+    family_account_fen: int = 0
+    insurance_order: str | None = Field(default=None, max_length=64)
+    insurance_token_enc: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    insurance_status: str | None = Field(default=None, max_length=12)
     refunded_fen: int = 0
     # CREATED → PAYING → PAID → SETTLED; CLOSED (unpaid); REFUNDED (all of it back)
     status: str = Field(max_length=12)
-    channel_ref: str | None = Field(default=None, max_length=64)  # prepay_id / Alipay trade_no
+    # prepay_id / Alipay trade_no / a medical-insurance order's "mix_trade_no:prepay_id"
+    channel_ref: str | None = Field(default=None, max_length=160)
     channel_trade_no: str | None = Field(default=None, max_length=64)  # the paid transaction's id
     his_receipt_no: str | None = Field(default=None, max_length=64)
     invoice_url: str | None = Field(default=None, max_length=512)

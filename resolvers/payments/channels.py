@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 from datasources.alipay import contract as ali
 from datasources.errors import SourceRejected
 from datasources.wechatpay import contract as wx
+from datasources.wechatpay import medins_contract as wm
 
 WECHAT_PAY = "WECHAT_PAY"
 ALIPAY = "ALIPAY"
@@ -166,3 +167,78 @@ class AlipayChannel:
         if q is None:
             return None
         return RefundState("SUCCEEDED" if q.refund_status == "REFUND_SUCCESS" else "PROCESSING", refund_no)
+
+
+class WeChatMedInsChannel:
+    """A WeChat Pay medical-insurance order (its cash part a JSAPI prepay of the same out_trade_no).
+    The order is opened by the insured-payment module (it needs the insurance split); the rest is here."""
+
+    code = "WECHAT_MED_INS"
+
+    def __init__(self, api: wx.WeChatPay, med_ins: wm.WeChatMedInsPay) -> None:
+        self.api = api
+        self.med_ins = med_ins
+        self.cash = WeChatPayChannel(api)
+
+    async def open(
+        self, *, order_no: str, description: str, amount_fen: int, payer: str, notify_url: str, expires_at: datetime
+    ) -> str:
+        raise NotImplementedError("a medical-insurance order is opened with its insurance split (payments.insured)")
+
+    def client_parameters(self, channel_ref: str) -> dict[str, str]:
+        """For ``wx.requestMedicalInsurancePay``: the mixTradeNo and the cash prepay's paySign."""
+        mix_trade_no, _, prepay_id = channel_ref.partition(":")
+        return self.med_ins.med_ins_payment(mix_trade_no, prepay_id or None)
+
+    async def state(self, order_no: str) -> ChannelState:
+        try:
+            o = await self.med_ins.query_med_ins_order_by_out_trade_no(order_no)
+        except SourceRejected as exc:
+            if exc.code == wx.ORDER_NOT_EXIST:
+                return ChannelState(False, True, None, None, None)
+            raise
+        paid = o.mix_pay_status in ("MIX_PAY_SUCCESS", "MIX_PAY_REFUND")
+        return ChannelState(paid, o.mix_pay_status == "MIX_PAY_FAIL", o.mix_trade_no,
+                            o.wechat_pay_cash_fee if paid else None, o.paid_time)
+
+    async def close(self, order_no: str) -> None:
+        await self.cash.close(order_no)  # the cash prepay: the order can then no longer be paid
+
+    async def refund(
+        self, *, order_no: str, refund_no: str, amount_fen: int, total_fen: int, reason: str, notify_url: str
+    ) -> RefundState:
+        return await self.cash.refund(
+            order_no=order_no, refund_no=refund_no, amount_fen=amount_fen, total_fen=total_fen, reason=reason,
+            notify_url=notify_url,
+        )
+
+    async def refund_state(self, *, order_no: str, refund_no: str) -> RefundState | None:
+        return await self.cash.refund_state(order_no=order_no, refund_no=refund_no)
+
+
+class InsuranceOnlyChannel:
+    """An order the insurance pays in full: no channel holds any cash of it."""
+
+    code = "INSURANCE"
+
+    async def open(
+        self, *, order_no: str, description: str, amount_fen: int, payer: str, notify_url: str, expires_at: datetime
+    ) -> str:
+        raise NotImplementedError("nothing to collect in cash")
+
+    def client_parameters(self, channel_ref: str) -> dict[str, str]:
+        return {}
+
+    async def state(self, order_no: str) -> ChannelState:
+        return ChannelState(False, False, None, None, None)  # the insurance platform says, not a channel
+
+    async def close(self, order_no: str) -> None:
+        return None
+
+    async def refund(
+        self, *, order_no: str, refund_no: str, amount_fen: int, total_fen: int, reason: str, notify_url: str
+    ) -> RefundState:
+        return RefundState("SUCCEEDED", refund_no)  # no cash to return
+
+    async def refund_state(self, *, order_no: str, refund_no: str) -> RefundState | None:
+        return RefundState("SUCCEEDED", refund_no)

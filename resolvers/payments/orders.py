@@ -41,11 +41,11 @@ REFUNDING, REFUNDED = "REFUNDING", "REFUNDED"  # all of it going back / back
 OPEN = (CREATED, PAYING)
 REGISTRATION, BILLS, DEPOSIT = "REGISTRATION", "BILLS", "DEPOSIT"
 CHANNEL_DOWN = "The payment service is not answering; please try again in a moment."
-HIS_CHANNEL = {"WECHAT_PAY": b.WECHAT_PAY, "ALIPAY": b.ALIPAY}
+HIS_CHANNEL = {"WECHAT_PAY": b.WECHAT_PAY, "ALIPAY": b.ALIPAY, "WECHAT_MED_INS": b.WECHAT_PAY, "INSURANCE": b.INSURANCE}
 # Outside /callbacks/: the channels sign with their own keys, not as apps of the gateway.
 NOTIFY_PREFIX = "/payments/notify/"
 LINK_PREFIX = "/pay/"
-NOTIFY_PATHS = {"WECHAT_PAY": "wechatpay", "ALIPAY": "alipay"}
+NOTIFY_PATHS = {"WECHAT_PAY": "wechatpay", "ALIPAY": "alipay", "WECHAT_MED_INS": "wechatpay-medins", "INSURANCE": ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,11 @@ class Order:
     total_fen: int
     self_pay_fen: int
     insurance_fen: int
+    fund_fen: int
+    personal_account_fen: int
+    family_account_fen: int
+    insurance_order: str | None
+    insurance_status: str | None
     refunded_fen: int
     status: str
     channel_ref: str | None
@@ -94,7 +99,9 @@ def to_order(row: PaymentOrder) -> Order:
         order_no=row.order_no, account_id=row.account_id, patient_id=row.patient_id,
         his_patient_id=row.his_patient_id, purpose=row.purpose, subject=json.loads(row.subject),
         channel=row.channel, description=row.description, total_fen=row.total_fen,
-        self_pay_fen=row.self_pay_fen, insurance_fen=row.insurance_fen, refunded_fen=row.refunded_fen,
+        self_pay_fen=row.self_pay_fen, insurance_fen=row.insurance_fen, fund_fen=row.fund_fen,
+        personal_account_fen=row.personal_account_fen, family_account_fen=row.family_account_fen,
+        insurance_order=row.insurance_order, insurance_status=row.insurance_status, refunded_fen=row.refunded_fen,
         status=row.status, channel_ref=row.channel_ref, channel_trade_no=row.channel_trade_no,
         his_receipt_no=row.his_receipt_no, invoice_url=row.invoice_url, problem=row.problem,
         created_at=row.created_at, expires_at=row.expires_at, paid_at=row.paid_at, settled_at=row.settled_at,
@@ -105,6 +112,18 @@ def to_order(row: PaymentOrder) -> Order:
 def new_number(prefix: str, now: datetime) -> str:
     """``P20261130143000`` + 10 random digits: 25 characters, inside every channel's limit, sortable by time."""
     return f"{prefix}{now.astimezone(SHANGHAI):%Y%m%d%H%M%S}{secrets.randbelow(10**10):010d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Institution:
+    """The hospital as the insurance platform and the channels' medical-insurance orders know it."""
+
+    org_code: str = "H44010600001"  # 定点医药机构编码
+    name: str = "示范医院"
+
+
+class AlreadyOpen(Exception):
+    """Another order is open for the same thing."""
 
 
 @dataclass(slots=True)
@@ -119,6 +138,7 @@ class Payments:
     write_backs: dict[str, Callable[[Deps, Order], Awaitable[b.Receipt | None]]] = field(default_factory=dict)
     # Where the channels reach this BFF (PUBLIC_BASE_URL); in development, learned from the first request.
     public_base_url: str = ""
+    institution: Institution = field(default_factory=Institution)
 
     def link(self, order_no: str) -> str:
         """The order's payment page (聚合支付): opened in WeChat or Alipay, or scanned from its QR code."""
@@ -160,6 +180,29 @@ async def orders_of(deps: Deps, account_id: int, *, limit: int = 50) -> list[Ord
             )
         ).scalars().all()
     return [to_order(r) for r in rows]
+
+
+def select_order(order_no: str) -> Any:
+    return select(PaymentOrder).where(col(PaymentOrder.order_no) == order_no)
+
+
+async def insert(deps: Deps, row: PaymentOrder) -> None:
+    """A new order; ``AlreadyOpen`` when one is open for the same thing."""
+    try:
+        async with deps.db.writing() as s:
+            s.add(row)
+    except IntegrityError:
+        raise AlreadyOpen(row.open_subject) from None
+
+
+async def close_everywhere(deps: Deps, channel: PaymentChannel, order_no: str) -> None:
+    """An order that will not be paid: closed at the channel (it may hold it) and here."""
+    await _close_quietly(channel, order_no)
+    await _move(deps, order_no, OPEN, status=CLOSED, open_subject=None, closed_at=deps.clock.now())
+
+
+async def move(deps: Deps, order_no: str, from_: tuple[str, ...], **values: Any) -> bool:
+    return await _move(deps, order_no, from_, **values)
 
 
 async def _move(deps: Deps, order_no: str, from_: tuple[str, ...], **values: Any) -> bool:
@@ -257,6 +300,10 @@ async def retire(deps: Deps, payments: Payments, order: Order) -> Order | None:
     except SourceUnavailable as exc:
         raise ServiceUnavailable(CHANNEL_DOWN) from exc
     await _move(deps, order.order_no, OPEN, status=CLOSED, open_subject=None, closed_at=deps.clock.now())
+    if order.insurance_status is not None:
+        from resolvers.payments import insured  # the insurance part of a mixed order
+
+        await insured.cancel_upload(deps, order.order_no)
     return await load(deps, order.order_no)
 
 
@@ -298,8 +345,14 @@ async def confirm(deps: Deps, payments: Payments, order_no: str) -> Order:
 async def write_back(deps: Deps, payments: Payments, order: Order) -> None:
     """Tells the HIS; on success the order is SETTLED and the patient told, once. A refusal (the
     registration expired meanwhile, the bill was paid at the counter) refunds the patient in full."""
-    from resolvers.payments import refunds  # a refund is the other half of this flow
+    from resolvers.payments import insured, refunds  # the other halves of this flow
 
+    if order.insurance_status == insured.UPLOADED:
+        await insured.settle_insurance(deps, payments, order)
+        fresh = await load(deps, order.order_no)
+        if fresh is None or fresh.status != PAID or fresh.insurance_status != insured.PAID:
+            return
+        order = fresh
     try:
         receipt = await _write_back_call(deps, payments, order)
     except SourceUnavailable:
@@ -311,7 +364,7 @@ async def write_back(deps: Deps, payments: Payments, order: Order) -> None:
             moved = await load(deps, order.order_no)
             assert moved is not None
             await refunds.request(
-                deps, payments, moved, amount_fen=moved.self_pay_fen, reason=_refused_reason(exc.code),
+                deps, payments, moved, amount_fen=refunds.refundable(moved), reason=_refused_reason(exc.code),
                 cause=refunds.NOT_PAYABLE_AT_HIS,
             )
         return
@@ -344,9 +397,14 @@ async def _write_back_call(deps: Deps, payments: Payments, order: Order) -> b.Re
     billing = deps.sources.billing
     if billing is None:
         raise SourceUnavailable("his", "billing is not configured")
+    channel = HIS_CHANNEL.get(order.channel, order.channel)
+    if order.insurance_fen and order.self_pay_fen:
+        channel = b.MIXED
     record = b.PaymentRecord(
-        reference=order.order_no, channel=HIS_CHANNEL.get(order.channel, order.channel), total_fen=order.total_fen,
-        self_pay_fen=order.self_pay_fen, channel_trade_no=order.channel_trade_no or "", paid_at=order.paid_at,
+        reference=order.order_no, channel=channel, total_fen=order.total_fen, self_pay_fen=order.self_pay_fen,
+        fund_fen=order.fund_fen, personal_account_fen=order.personal_account_fen,
+        family_account_fen=order.family_account_fen, channel_trade_no=order.channel_trade_no or "",
+        insurance_settlement_id=order.insurance_order or "", paid_at=order.paid_at,
     )
     if order.purpose == REGISTRATION:
         return await billing.pay_registration(str(order.subject["registrationId"]), record)

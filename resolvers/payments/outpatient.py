@@ -202,10 +202,10 @@ async def refund_cancelled_registration(deps: Deps, registration: his.Registrati
         return None  # paid at the counter: refunded there
     order = await o.load(deps, order_no)
     assert order is not None
-    if order.self_pay_fen - order.refunded_fen <= 0:
+    if refunds.refundable(order) <= 0:
         return None
     return await refunds.request(
-        deps, deps.payments, order, amount_fen=order.self_pay_fen - order.refunded_fen,
+        deps, deps.payments, order, amount_fen=refunds.refundable(order),
         reason="Appointment cancelled.", cause=refunds.PATIENT_CANCELLED,
     )
 

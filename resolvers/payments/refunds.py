@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 PENDING_APPROVAL, REQUESTED, PROCESSING = "PENDING_APPROVAL", "REQUESTED", "PROCESSING"
 SUCCEEDED, FAILED, REJECTED = "SUCCEEDED", "FAILED", "REJECTED"
 UNDER_WAY = (REQUESTED, PROCESSING)
+# A medical-insurance order's cash is refunded through the ordinary refund API, notified as such.
+REFUND_NOTIFIED_AS = {"WECHAT_MED_INS": "WECHAT_PAY"}
 PATIENT_CANCELLED, NOT_PAYABLE_AT_HIS, OPERATOR, RECONCILIATION = (
     "PATIENT_CANCELLED", "NOT_PAYABLE_AT_HIS", "OPERATOR", "RECONCILIATION",
 )
@@ -61,35 +63,44 @@ def to_refund(row: PaymentRefund) -> Refund:
     )
 
 
+def refundable(order: o.Order) -> int:
+    """What can still go back: the cash, and the insurance part once the platform took it."""
+    insured = order.insurance_fen if order.insurance_status in ("PAID", "REFUNDED") else 0
+    return max(0, order.self_pay_fen + insured - order.refunded_fen)
+
+
 async def request(
     deps: Deps, payments: o.Payments, order: o.Order, *, amount_fen: int, reason: str, cause: str,
     bill_ids: tuple[str, ...] = (), requested_by: int | None = None, needs_approval: bool = False,
 ) -> Refund:
-    """Reserves ``amount_fen`` of the order and records the refund; runs it unless it needs approval."""
+    """Reserves ``amount_fen`` of the order and records the refund; runs it unless it needs approval.
+    An order the insurance paid part of is refunded whole: the platform returns its part only whole (6203)."""
     if amount_fen <= 0:
         raise NotAllowed("A refund is a positive amount.", "NOTHING_TO_REFUND")
     now = deps.clock.now()
-    row = PaymentRefund(
-        refund_no=o.new_number("R", now), order_no=order.order_no, amount_fen=amount_fen, self_pay_fen=amount_fen,
-        reason=reason[:128], cause=cause, bill_ids=json.dumps(list(bill_ids)),
-        status=PENDING_APPROVAL if needs_approval else REQUESTED, requested_by=requested_by, created_at=now,
-        updated_at=now,
-    )
     async with deps.db.writing() as s:
+        fresh = (await s.execute(o.select_order(order.order_no).with_for_update())).scalar_one()
+        current = o.to_order(fresh)
+        left = refundable(current)
+        if fresh.status not in (o.PAID, o.SETTLED, o.REFUNDING) or amount_fen > left:
+            raise RefundExceedsPaid(left if fresh.status in (o.PAID, o.SETTLED, o.REFUNDING) else 0)
+        insurance = current.insurance_fen if current.insurance_status == "PAID" else 0
+        if insurance and amount_fen != left:
+            raise NotAllowed("A payment made partly with insurance is refunded in full.", "REFUND_IN_FULL_ONLY")
+        # Optimistic: the row was read under FOR UPDATE (PostgreSQL); on SQLite the write lock serializes.
         reserved = await s.execute(
             update(PaymentOrder)
-            .where(
-                col(PaymentOrder.order_no) == order.order_no,
-                col(PaymentOrder.refunded_fen) + amount_fen <= col(PaymentOrder.self_pay_fen),
-                col(PaymentOrder.status).in_((o.PAID, o.SETTLED, o.REFUNDING)),
-            )
+            .where(col(PaymentOrder.order_no) == order.order_no, col(PaymentOrder.refunded_fen) == fresh.refunded_fen)
             .values(refunded_fen=col(PaymentOrder.refunded_fen) + amount_fen, updated_at=now)
         )
         if not reserved.rowcount:  # type: ignore[attr-defined]
-            fresh = (
-                await s.execute(select(PaymentOrder).where(col(PaymentOrder.order_no) == order.order_no))
-            ).scalar_one()
-            raise RefundExceedsPaid(max(0, fresh.self_pay_fen - fresh.refunded_fen))
+            raise RefundExceedsPaid(left)
+        row = PaymentRefund(
+            refund_no=o.new_number("R", now), order_no=order.order_no, amount_fen=amount_fen,
+            self_pay_fen=amount_fen - insurance, insurance_fen=insurance, reason=reason[:128], cause=cause,
+            bill_ids=json.dumps(list(bill_ids)), status=PENDING_APPROVAL if needs_approval else REQUESTED,
+            requested_by=requested_by, created_at=now, updated_at=now,
+        )
         s.add(row)
     if not needs_approval:
         return await execute(deps, payments, row.refund_no)
@@ -145,7 +156,8 @@ async def _fail(deps: Deps, refund: Refund, why: str) -> None:
 
 
 async def execute(deps: Deps, payments: o.Payments, refund_no: str) -> Refund:
-    """Moves a refund on as far as it can go now; safe to repeat. HIS first, then the channel."""
+    """Moves a refund on as far as it can go now; safe to repeat. HIS first, then the cash through the
+    channel, then the insurance part through the platform."""
     refund = await load(deps, refund_no)
     assert refund is not None
     order = await o.load(deps, refund.order_no)
@@ -161,28 +173,48 @@ async def execute(deps: Deps, payments: o.Payments, refund_no: str) -> Refund:
         except SourceUnavailable:
             return refund  # the sweeper asks again
         await _set(deps, refund_no, UNDER_WAY, his_written_back_at=deps.clock.now())
-    channel = payments.channel(order.channel)
-    try:
-        if refund.status == PROCESSING:
-            state = await channel.refund_state(order_no=order.order_no, refund_no=refund_no)
-        else:
-            state = await channel.refund(
-                order_no=order.order_no, refund_no=refund_no, amount_fen=refund.self_pay_fen,
-                total_fen=order.self_pay_fen, reason=refund.reason, notify_url=payments.notify_url(order.channel),
-            )
-    except SourceUnavailable:
-        return refund
-    except SourceRejected as exc:
-        log.error("%s refused refund %s of order %s: %s", order.channel, refund_no, order.order_no, exc.code)
-        await _fail(deps, refund, f"{order.channel} refused: {exc.code}")
-        return await load(deps, refund_no) or refund
-    if state is None or state.status == "PROCESSING":
+    # The cash first (a WeChat medical-insurance order is told of the insurance refund under the cash
+    # refund's number, so that one must exist), then the insurance part, then it is done.
+    cash = "SUCCEEDED"
+    refund_id: str | None = None
+    if refund.self_pay_fen > 0:
+        channel = payments.channel(order.channel)
+        try:
+            if refund.status == PROCESSING:
+                state = await channel.refund_state(order_no=order.order_no, refund_no=refund_no)
+            else:
+                state = await channel.refund(
+                    order_no=order.order_no, refund_no=refund_no, amount_fen=refund.self_pay_fen,
+                    total_fen=order.self_pay_fen, reason=refund.reason,
+                    notify_url=payments.notify_url(REFUND_NOTIFIED_AS.get(order.channel, order.channel)),
+                )
+        except SourceUnavailable:
+            return refund
+        except SourceRejected as exc:
+            log.error("%s refused refund %s of order %s: %s", order.channel, refund_no, order.order_no, exc.code)
+            await _fail(deps, refund, f"{order.channel} refused: {exc.code}")
+            return await load(deps, refund_no) or refund
+        if state is not None and state.status == "FAILED":
+            await _fail(deps, refund, f"{order.channel} could not return the money")
+            return await load(deps, refund_no) or refund
+        cash = "PROCESSING" if state is None or state.status == "PROCESSING" else "SUCCEEDED"
         refund_id = state.refund_id if state else None
-        await _set(deps, refund_no, (REQUESTED,), status=PROCESSING, channel_refund_id=refund_id)
-    elif state.status == "FAILED":
-        await _fail(deps, refund, f"{order.channel} could not return the money")
-    else:
-        await succeeded(deps, refund_no, state.refund_id)
+        if cash == "PROCESSING":
+            await _set(deps, refund_no, (REQUESTED,), status=PROCESSING, channel_refund_id=refund_id)
+    if refund.insurance_fen and order.insurance_status == "PAID":
+        from resolvers.payments import insured  # 6203, the insurance part back to the fund and accounts
+
+        try:
+            if not await insured.refund_insurance(deps, order, refund_no, refund.reason):
+                return await load(deps, refund_no) or refund  # the platform is down: the sweeper asks again
+        except SourceRejected as exc:
+            # The cash may be on its way back already: not FAILED (that would free the amount), but
+            # left under way and logged loudly, for the reconciliation and an operator.
+            log.error("the insurance platform refused refund %s of order %s: %s", refund_no, order.order_no, exc.code)
+            await _set(deps, refund_no, UNDER_WAY, failure=f"the insurance platform refused: {exc.code}")
+            return await load(deps, refund_no) or refund
+    if cash == "SUCCEEDED":
+        await succeeded(deps, refund_no, refund_id)
     return await load(deps, refund_no) or refund
 
 
@@ -236,7 +268,7 @@ async def succeeded(deps: Deps, refund_no: str, channel_refund_id: str | None) -
                 )
             )
         ).scalars().all()
-        if sum(done) >= order.self_pay_fen:
+        if sum(done) >= order.self_pay_fen + (order.insurance_fen if order.insurance_status == "REFUNDED" else 0):
             order.status = o.REFUNDED
             order.updated_at = now
         notifications.add(
