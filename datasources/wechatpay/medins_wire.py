@@ -32,6 +32,7 @@ _OAEP_SHA1 = padding.OAEP(
 _FEES = (
     "total_fee", "med_ins_gov_fee", "med_ins_self_fee", "med_ins_other_fee", "med_ins_cash_fee", "wechat_pay_cash_fee",
 )
+_REQUIRED_IN_ANSWER = ("mix_trade_no", "mix_pay_status", "self_pay_status", "med_ins_pay_status")
 _OPTIONAL_TEXT = (
     "pay_order_id", "pay_auth_no", "geo_location", "prepay_id", "passthrough_request_content", "extends", "attach",
     "channel_no",
@@ -167,8 +168,10 @@ def to_order(d: Any) -> m.MedInsOrder:
             elif f.name in ("passthrough_response_content", "pay_order_id", "prepay_id", "attach",
                             "med_ins_fail_reason"):
                 values[f.name] = str(value) if value is not None else None
-            else:
+            elif f.name in _REQUIRED_IN_ANSWER:
                 values[f.name] = str(d[f.name])
+            else:  # echoed request fields: believed when present, never required
+                values[f.name] = str(d.get(f.name, ""))
         return m.MedInsOrder(**values)
     except KeyError as exc:
         raise WireError(f"the order lacks {exc.args[0]}") from None
