@@ -16,6 +16,7 @@ from datasources.insurance import wire
 from datasources.insurance.tables import InsurVisit
 
 T = TypeVar("T")
+M = TypeVar("M")
 ACTIVE, CANCELLED, REVERSED, DISCHARGED = "ACTIVE", "CANCELLED", "REVERSED", "DISCHARGED"
 OUTPATIENT, INPATIENT = "OTP", "IPT"  # InsurVisit.kind
 
@@ -68,11 +69,16 @@ def decode(read: Callable[..., T], *args: Any) -> T:
         raise Refusal(c.BAD_REQUEST, str(exc) or type(exc).__name__) from None
 
 
+async def locked(s: AsyncSession, model: type[M], key: object) -> M | None:
+    """The row, read afresh and locked for this transaction (PostgreSQL; SQLite writes one at a time)."""
+    return await s.get(model, key, with_for_update=True, populate_existing=True)
+
+
 async def find_visit(
     s: AsyncSession, request: wire.Request, psn_no: str, mdtrt_id: str, kind: str, *, cancelled_ok: bool = False
 ) -> InsurVisit:
     """The visit (locked for this transaction) of this person at this institution, of this kind."""
-    visit = await s.get(InsurVisit, mdtrt_id, with_for_update=True)
+    visit = await locked(s, InsurVisit, mdtrt_id)
     if (
         visit is None or visit.status == REVERSED or visit.psn_no != psn_no
         or visit.fixmedins_code != request.fixmedins_code

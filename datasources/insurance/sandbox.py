@@ -295,7 +295,7 @@ class InsuranceSandboxAdmin:
     async def _insurance(self, s: AsyncSession, psn_no: str, insutype: str) -> InsurInsurance:
         stmt = select(InsurInsurance).where(
             col(InsurInsurance.psn_no) == psn_no, col(InsurInsurance.insutype) == insutype
-        ).with_for_update()
+        ).with_for_update().execution_options(populate_existing=True)
         insurance = (await s.execute(stmt)).scalars().first()
         if insurance is None:
             raise LookupError(f"no insurance of type {insutype} for this person")

@@ -39,6 +39,7 @@ from datasources.insurance.desk import (
     effect_of,
     field,
     find_visit,
+    locked,
     section,
 )
 from datasources.insurance.rules import SettlementRules, Split
@@ -197,7 +198,7 @@ class SettlementDesk:
     async def _insurance(self, s: AsyncSession, visit: InsurVisit) -> InsurInsurance:
         stmt = select(InsurInsurance).where(
             col(InsurInsurance.psn_no) == visit.psn_no, col(InsurInsurance.insutype) == visit.insutype
-        ).with_for_update()
+        ).with_for_update().execution_options(populate_existing=True)
         insurance = (await s.execute(stmt)).scalars().first()
         if insurance is None or not insurance.active:
             raise Refusal(c.NOT_INSURED, f"the person has no active insurance of type {visit.insutype}")
@@ -275,7 +276,7 @@ class SettlementDesk:
     async def _cancel_settlement(self, s: AsyncSession, request: wire.Request, now: datetime, kind: str) -> Applied:
         data = section(request)
         visit = await find_visit(s, request, field(data, "psn_no"), field(data, "mdtrt_id"), kind)
-        settlement = await s.get(InsurSettlement, field(data, "setl_id"), with_for_update=True)
+        settlement = await locked(s, InsurSettlement, field(data, "setl_id"))
         if settlement is None or settlement.mdtrt_id != visit.mdtrt_id or settlement.status == REVERSED:
             raise Refusal(c.SETTLEMENT_NOT_FOUND, "no such settlement of this visit")
         if settlement.status == CANCELLED:
@@ -372,7 +373,7 @@ class SettlementDesk:
     async def undo(self, s: AsyncSession, target: InsurMessage) -> None:
         """Undoes what the (successful) message ``target`` did, as far as it still stands."""
         effect = effect_of(target.effect)
-        visit = await s.get(InsurVisit, target.mdtrt_id, with_for_update=True) if target.mdtrt_id else None
+        visit = await locked(s, InsurVisit, target.mdtrt_id) if target.mdtrt_id else None
         if visit is None:
             return
         if target.infno in (c.FEE_UPLOAD, c.INPATIENT_FEE_UPLOAD):
@@ -392,13 +393,13 @@ class SettlementDesk:
             pre_settlement = effect.get("pre_settlement")
             await s.execute(delete(InsurPreSettlement).where(col(InsurPreSettlement.id) == pre_settlement))
         elif target.infno in (c.SETTLE, c.INPATIENT_SETTLE):
-            settlement = await s.get(InsurSettlement, effect.get("setl_id", ""), with_for_update=True)
+            settlement = await locked(s, InsurSettlement, effect.get("setl_id", ""))
             if settlement is not None and settlement.status == SETTLED:
                 await self._unsettle(s, settlement, visit)
                 settlement.status = REVERSED
                 s.add(settlement)
         else:  # a settlement cancel: the settlement stands again, and spends the accounts again
-            settlement = await s.get(InsurSettlement, effect.get("setl_id", ""), with_for_update=True)
+            settlement = await locked(s, InsurSettlement, effect.get("setl_id", ""))
             if settlement is not None and settlement.status == CANCELLED:
                 await self._resettle(s, settlement, visit, effect.get("fees", []))
 

@@ -33,6 +33,7 @@ from datasources.insurance.desk import (
     effect_of,
     field,
     find_visit,
+    locked,
     section,
 )
 from datasources.insurance.tables import (
@@ -217,7 +218,7 @@ class StayDesk:
 
     async def undo(self, s: AsyncSession, target: InsurMessage) -> None:
         """Undoes what the (successful) message ``target`` did to its visit, as far as it still stands."""
-        visit = await s.get(InsurVisit, target.mdtrt_id, with_for_update=True) if target.mdtrt_id else None
+        visit = await locked(s, InsurVisit, target.mdtrt_id) if target.mdtrt_id else None
         if visit is None:
             return
         effect = effect_of(target.effect)

@@ -529,3 +529,14 @@ async def test_reversing_a_discharge_puts_the_patient_back_in_hospital(desk: Des
     single = desk.platform.cancel_inpatient_fees(psn_no=psn_no, mdtrt_id=stay.mdtrt_id, feedetl_sn="7",
                                                  insuplc_admdvs=AREA)
     assert await rejected(single) == c.FEES_NOT_FOUND
+
+
+async def test_two_visits_settled_at_once_share_the_balance_and_never_overdraw_it(desk: Desk) -> None:
+    first = await desk.registered(personal_fen=8_000)
+    second = await desk.platform.register(desk.visit(first.psn_no, ipt_otp_no="MZ0002"))
+    for visit in (first, second):
+        await desk.platform.upload_fees(desk.upload(visit, desk.outpatient_lines()))
+        await desk.platform.pre_settle(desk.bill(visit, 9_905))
+    both = await asyncio.gather(*(desk.platform.settle(desk.bill(v, 9_905)) for v in (first, second)))
+    assert sorted((s.acct_pay_fen, s.psn_cash_pay_fen) for s in both) == [(1_478, 5_044), (6_522, 0)]
+    assert await desk.admin.balances(first.psn_no, "310") == (0, 0)
