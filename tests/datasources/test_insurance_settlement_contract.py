@@ -540,3 +540,24 @@ async def test_two_visits_settled_at_once_share_the_balance_and_never_overdraw_i
     both = await asyncio.gather(*(desk.platform.settle(desk.bill(v, 9_905)) for v in (first, second)))
     assert sorted((s.acct_pay_fen, s.psn_cash_pay_fen) for s in both) == [(1_478, 5_044), (6_522, 0)]
     assert await desk.admin.balances(first.psn_no, "310") == (0, 0)
+
+
+async def test_the_settlement_answer_speaks_the_spec_field_names_in_yuan(desk: Desk) -> None:
+    visit = await desk.registered(personal_fen=100_000)
+    await desk.platform.upload_fees(desk.upload(visit, desk.outpatient_lines()))
+    await desk.platform.pre_settle(desk.bill(visit, 9_905))
+    signed = await desk.platform.sign_in("0101", "00-1A-2B-3C-4D-5E", "10.0.0.8")
+    request = envelope(desk, c.SETTLE, {"data": codec.settlement_request_to_wire(desk.bill(visit, 9_905))},
+                       sign_no=signed.sign_no)
+    answer = wire.Response.from_json(wire.loads(wire.dumps((await desk.sandbox.handle(request)).to_json())))
+    assert answer.infcode == wire.SUCCESS and answer.output is not None
+    info = answer.output["setlinfo"]
+    assert (info["medfee_sumamt"], info["hifp_pay"], info["acct_pay"], info["psn_cash_pay"], info["balc"]) == (
+        Decimal("99.05"), Decimal("33.83"), Decimal("65.22"), Decimal("0.00"), Decimal("934.78")
+    )
+    assert (info["medins_setl_id"], info["clr_type"], info["clr_optins"]) == (request.msgid, "11", AREA)
+    assert info["setl_time"] == wire.inf_time(desk.clock.now())
+    assert answer.output["setldetail"] == [{
+        "fund_pay_type": "310100", "inscp_scp_amt": Decimal("58.34"), "crt_payb_lmt_amt": Decimal("33.83"),
+        "fund_payamt": Decimal("33.83"), "fund_pay_type_name": "基本医疗保险统筹基金", "setl_proc_info": "",
+    }]
