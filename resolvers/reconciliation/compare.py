@@ -2,6 +2,9 @@
 ledger and the BFF tell them, matched by the BFF's numbers (order_no = out_trade_no; refund_no =
 out_refund_no / out_request_no), and every reference they do not tell alike as one finding.
 
+Amounts are the part that moves through the channel (``self_pay_fen``): what insurance paid is
+reconciled with the insurance platform, not here.
+
 A finding names the first thing wrong with a reference (one line per payment or refund for the
 operator, with all three sides' amounts and states on it), why in words, and what to do. Some
 differences are not discrepancies: a payment the HIS refused and the BFF refunded in full was never
@@ -100,7 +103,7 @@ class Day:
 
 def totals(day: Day) -> Totals:
     bff = [(PAYMENT, day.orders[n].self_pay_fen) for n in day.day_orders]
-    bff += [(REFUND, day.refunds[n].amount_fen) for n in day.day_refunds]
+    bff += [(REFUND, day.refunds[n].self_pay_fen) for n in day.day_refunds]
     return Totals(
         channel=Side.of((x.entry, x.amount_fen) for x in day.channel_lines),
         his=Side.of((x.entry, x.amount_fen) for x in day.his_lines),
@@ -182,7 +185,7 @@ def _refund(channel: str, ref: str, c: Line | None, h: Line | None, refund: Paym
     order_no = c.order_no if c else h.order_no if h else refund.order_no if refund else ""
 
     def found(kind: str, reason: str, action: str = MANUAL) -> Finding:
-        return _finding(kind, REFUND, ref, order_no, c, h, refund.amount_fen if refund else None,
+        return _finding(kind, REFUND, ref, order_no, c, h, refund.self_pay_fen if refund else None,
                         refund.status if refund else None, reason, action)
 
     if refund is None:
@@ -203,7 +206,7 @@ def _refund(channel: str, ref: str, c: Line | None, h: Line | None, refund: Paym
             return found(MISSING_AT_HIS, f"Refunded at {name}, not at the HIS: the HIS agreed to it, but its "
                          "ledger does not show it.")
         return None  # the payment never reached the HIS, so neither does its refund
-    if not c.amount_fen == h.amount_fen == refund.amount_fen:
+    if not c.amount_fen == h.amount_fen == refund.self_pay_fen:
         return found(AMOUNT_MISMATCH, f"{name} returned {c.amount_fen} fen, the HIS recorded {h.amount_fen} fen, "
-                     f"the BFF asked {refund.amount_fen} fen.")
+                     f"the BFF asked {refund.self_pay_fen} fen.")
     return None

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 RUNNING, OK, DISCREPANCIES, FAILED = "RUNNING", "OK", "DISCREPANCIES", "FAILED"
 OPERATOR, SCHEDULE = "OPERATOR", "SCHEDULE"
 CHANNELS = ("WECHAT_PAY", "ALIPAY")
+# The BFF's orders whose cash goes through the channel's merchant account: a WeChat medical-insurance
+# order's cash part is a WeChat Pay trade of the same number.
+ORDER_CHANNELS = {"WECHAT_PAY": ("WECHAT_PAY", "WECHAT_MED_INS"), "ALIPAY": ("ALIPAY",)}
 
 
 class SideUnreadable(Exception):
@@ -122,12 +125,13 @@ async def _read(deps: Deps, day: date, channel: str) -> cmp.Day:
     start, end = local_datetime(day, 0), local_datetime(day + timedelta(days=1), 0)
     async with deps.db.reading() as s:
         paid = (await s.execute(select(PaymentOrder).where(
-            col(PaymentOrder.channel) == channel, col(PaymentOrder.paid_at) >= start, col(PaymentOrder.paid_at) < end,
+            col(PaymentOrder.channel).in_(ORDER_CHANNELS[channel]), col(PaymentOrder.paid_at) >= start,
+            col(PaymentOrder.paid_at) < end,
             col(PaymentOrder.status).in_(cmp.PAID_STATES),
         ))).scalars().all()
         refunded = (await s.execute(
             select(PaymentRefund).join(PaymentOrder, col(PaymentOrder.order_no) == col(PaymentRefund.order_no)).where(
-                col(PaymentOrder.channel) == channel, col(PaymentRefund.status) == r.SUCCEEDED,
+                col(PaymentOrder.channel).in_(ORDER_CHANNELS[channel]), col(PaymentRefund.status) == r.SUCCEEDED,
                 col(PaymentRefund.succeeded_at) >= start, col(PaymentRefund.succeeded_at) < end,
             )
         )).scalars().all()

@@ -4,6 +4,7 @@ payments the BFF never took are refunded once an operator approves, every decisi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from datetime import timedelta
@@ -20,6 +21,7 @@ from datasources.his import billing as b
 from datasources.his.billing_sandbox import SandboxHISBillingAdmin
 from resolvers.payments import orders
 from resolvers.payments import refunds as payment_refunds
+from resolvers.reconciliation import runs as reconciliation_runs
 from tests.conftest import DatabaseTarget, LiveServer, make_settings
 from tests.e2e.test_outpatient_payments import (
     BOOK,
@@ -285,3 +287,16 @@ async def test_operators_without_the_permission_see_no_reconciliation(server: Li
     with pytest.raises(GraphQLError) as refused:
         await patient.client.execute(RUNS, {"day": day})
     assert refused.value.errors[0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_the_daily_job_makes_one_run_per_channel_however_many_processes_try(
+    server: LiveServer, clock: FixedClock
+) -> None:
+    hospital = await Hospital(server.deps.db, clock).build()
+    day = local_date(clock.now()) - timedelta(days=1)
+    made = await asyncio.gather(*(reconciliation_runs.reconcile_scheduled(server.deps, day) for _ in range(3)))
+    assert sorted(run.channel for runs in made for run in runs) == ["ALIPAY", "WECHAT_PAY"]
+    operator = await hospital.operator(server.url, "finance", ["payments.reconcile"])
+    listed = (await operator.execute(RUNS, {"day": day.isoformat()}))["reconciliation"]["runs"]
+    assert sorted((r["channel"], r["status"]) for r in listed) == [("ALIPAY", "OK"), ("WECHAT_PAY", "OK")]
+    assert await reconciliation_runs.reconcile_scheduled(server.deps, day) == []  # done for that day
