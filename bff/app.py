@@ -12,7 +12,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,7 +39,7 @@ from bff.security.transport import TransportPolicy, TransportSecurity
 from bff.settings import Settings
 from clients.profiles import load_profiles
 from datasources.channels.sandbox import SandboxChannelLogin
-from datasources.clock import Clock, SystemClock
+from datasources.clock import SHANGHAI, Clock, SystemClock
 from datasources.credit.sandbox import SandboxCreditPlatform
 from datasources.his.sandbox import SandboxHIS
 from datasources.his.served import his_sandbox_app
@@ -64,6 +64,7 @@ from resolvers.payments.channels import (
     WeChatMedInsChannel,
     WeChatPayChannel,
 )
+from resolvers.reconciliation import runs as reconciliation_runs
 from resolvers.registration import release_expired_holds
 from schema.root import build_schema
 
@@ -194,6 +195,21 @@ async def _sweep_payments(deps: Deps, every_s: float) -> None:
             log.exception("sweeping payments failed; retrying next round")
 
 
+async def _reconcile_daily(deps: Deps, hour: int) -> None:
+    """Yesterday's reconciliation, once a day from ``hour`` on. Every process tries; the run's
+    schedule key lets one of them make it. A minute's grace after start keeps restarts quiet."""
+    await asyncio.sleep(60.0)
+    while True:
+        now = deps.clock.now().astimezone(SHANGHAI)
+        if now.hour >= hour:
+            try:
+                await reconciliation_runs.reconcile_scheduled(deps, now.date() - timedelta(days=1))
+            except Exception:
+                log.exception("the daily reconciliation failed; next day")
+        next_at = datetime.combine(now.date() + timedelta(days=1), time(hour), tzinfo=SHANGHAI)
+        await asyncio.sleep(max(60.0, (next_at - now).total_seconds()))
+
+
 async def _purge_audit(deps: Deps, retention_days: int, every_s: float) -> None:
     """Audit retention, in every process: a minute after start, then every ``every_s``. Concurrent
     purges queue on the chain head; the later ones find nothing left to delete."""
@@ -273,6 +289,11 @@ def create_app(
         purger = asyncio.create_task(
             _purge_audit(deps, settings.audit_retention_days, settings.audit_purge_seconds), name="audit-retention"
         )
+        background = [sweeper, refresher, purger, payment_sweeper]
+        if settings.reconciliation_hour is not None:
+            background.append(
+                asyncio.create_task(_reconcile_daily(deps, settings.reconciliation_hour), name="reconciliation")
+            )
         # Everything built so far lives as long as the process: keep the collector from walking it
         # on every full collection (those walks were the 100 ms spikes in the p99 latency).
         gc.collect()
@@ -288,7 +309,7 @@ def create_app(
             async with metrics.watching_the_process():
                 yield
         finally:
-            for task in (sweeper, refresher, purger, payment_sweeper):
+            for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
