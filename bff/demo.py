@@ -16,7 +16,9 @@ from datasources.channels.contract import ALIPAY, WECHAT
 from datasources.channels.sandbox import SandboxChannelLogin
 from datasources.clock import Clock, local_date, local_datetime
 from datasources.credit.sandbox import SandboxCreditPlatform
+from datasources.his.billing_sandbox import SandboxHISBillingAdmin
 from datasources.his.sandbox import SandboxHIS, SandboxHISAdmin
+from datasources.mobile_insurance.sandbox import SandboxMobileInsuranceAdmin
 from datasources.sources import Sources
 from datasources.store.audit import AuditLog
 from datasources.store.db import Database
@@ -147,6 +149,10 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
         (WECHAT, "wx-demo-defaulter", "王五", "19620320", True, 23850, 0),
         (WECHAT, "wx-demo-elsewhere", "赵六", "19901111", False, 0, 12000),
     )
+    billing = SandboxHISBillingAdmin(db)
+    insured = SandboxMobileInsuranceAdmin(db)
+    doctors = await admin.doctor_ids()
+    department_id = (await SandboxHIS(db, clock).doctors_by_ids(doctors[:1]))[0].department_id
     for channel, code, name, birth, male, here, elsewhere in people:
         await channels.issue_code(channel, f"demo-{code}", reusable=True, code=code)
         app = identity.FrontEnd(code=channel, login=channel, roles=frozenset({identity.PATIENT}))
@@ -168,9 +174,20 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
                 address_detail="中山路 100 号",
             ),
         )
-        await medical_cards.create_hospital_record(deps, account_id=account_id, patient_id=me.id)
+        card = await medical_cards.create_hospital_record(deps, account_id=account_id, patient_id=me.id)
         await credit.put_record(
             name=name, document_number=number, arrears_here_fen=here, arrears_elsewhere_fen=elsewhere
+        )
+        # Money to click through: this morning's bills in cardiology, the arrears the credit platform
+        # knows of, and an insured person at the mobile insurance platform (200 yuan personal account,
+        # 100 yuan family account) for paying with insurance.
+        await billing.add_demo_bills(
+            card.his_patient_id, card.card_no, department_id=department_id, doctor_id=doctors[0], at=clock.now()
+        )
+        if here:
+            await billing.add_arrears(card.his_patient_id, here, at=clock.now())
+        await insured.add_insured_person(
+            id_no=number, name=name, insurance_area="440100", personal_balance_fen=20000, family_balance_fen=10000
         )
         if code == "wx-demo-patient":
             # A child whose record is still incomplete: the app must send the user to the form.
@@ -184,7 +201,6 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
                     document_number=demo_resident_id("child", "20180808", True),
                 ),
             )
-    doctors = await admin.doctor_ids()
     await identity.create_staff(
         db,
         clock,
@@ -216,6 +232,8 @@ async def _people(db: Database, cipher: FieldCipher, clock: Clock, admin: Sandbo
                 "patients.read",
                 "personal_data.unmask",
                 "security.manage",
+                "payments.reconcile",
+                "refunds.approve",
             ]
         },
     )
