@@ -290,7 +290,7 @@ def create_app(
             _purge_audit(deps, settings.audit_retention_days, settings.audit_purge_seconds), name="audit-retention"
         )
         background = [sweeper, refresher, purger, payment_sweeper]
-        if settings.reconciliation_hour is not None:
+        if settings.reconciliation_hour >= 0:
             background.append(
                 asyncio.create_task(_reconcile_daily(deps, settings.reconciliation_hour), name="reconciliation")
             )

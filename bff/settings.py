@@ -114,8 +114,8 @@ class Settings(BaseSettings):
     # How often open orders past their time, unrecorded payments and refunds under way are looked at.
     payment_sweep_seconds: float = Field(default=30.0, gt=0)
     # The hour (Asia/Shanghai) the daily reconciliation of yesterday's payments runs for each enabled
-    # channel; unset (empty) turns the job off. Operators can run any past day at any time.
-    reconciliation_hour: int | None = Field(default=6, ge=0, le=23)
+    # channel; -1 turns the job off. Operators can run any past day at any time.
+    reconciliation_hour: int = Field(default=6, ge=-1, le=23)
 
     # Same-day registration and check-in: the caller must be within this distance of the campus.
     geofence_radius_m: float = 1000.0

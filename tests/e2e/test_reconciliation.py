@@ -83,7 +83,7 @@ SIDES = ("channel", "his", "bff")
 @pytest.fixture
 def settings(database: DatabaseTarget, tmp_path: Path) -> Settings:
     """The sweeper stays away: these tests decide when the BFF learns of a payment."""
-    return make_settings(database, tmp_path, payment_sweep_seconds=3600, reconciliation_hour=None)
+    return make_settings(database, tmp_path, payment_sweep_seconds=3600, reconciliation_hour=-1)
 
 
 async def _booked(server: LiveServer, hospital: Hospital, slot_id: str) -> tuple[PatientHandle, str]:
