@@ -8,6 +8,7 @@ import datasources.alipay.tables
 import datasources.channels.tables
 import datasources.credit.tables
 import datasources.his.billing_tables
+import datasources.his.inpatient_tables
 import datasources.his.tables
 import datasources.insurance.tables
 import datasources.mobile_insurance.tables
