@@ -94,12 +94,15 @@ async def reconcile(
     assert run.id is not None
     try:
         read = await _read(deps, day, channel)
+        findings = cmp.compare(read)
+        items = [await _act(deps, payments, read, f) for f in findings]
     except SideUnreadable as exc:
         log.warning("reconciliation run %s (%s, %s) failed: %s", run.id, day, channel, exc)
         await _finish(deps, run.id, FAILED, None, [], failure=str(exc))
         return await load(deps, run.id)
-    findings = cmp.compare(read)
-    items = [await _act(deps, payments, read, f) for f in findings]
+    except Exception:
+        await _finish(deps, run.id, FAILED, None, [], failure="An unexpected error; see the BFF's log.")
+        raise
     await _finish(deps, run.id, DISCREPANCIES if items else OK, cmp.totals(read), items)
     log.info("reconciliation run %s (%s, %s): %d discrepancies", run.id, day, channel, len(items))
     return await load(deps, run.id)

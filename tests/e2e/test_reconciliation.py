@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
+from bff.app import create_app
 from bff.settings import Settings
 from clients.reference import GraphQLError
 from datasources.clock import FixedClock, local_date
@@ -300,3 +301,23 @@ async def test_the_daily_job_makes_one_run_per_channel_however_many_processes_tr
     listed = (await operator.execute(RUNS, {"day": day.isoformat()}))["reconciliation"]["runs"]
     assert sorted((r["channel"], r["status"]) for r in listed) == [("ALIPAY", "OK"), ("WECHAT_PAY", "OK")]
     assert await reconciliation_runs.reconcile_scheduled(server.deps, day) == []  # done for that day
+
+
+async def test_a_day_whose_his_ledger_cannot_be_read_is_a_failed_run_kept_in_the_log(
+    database: DatabaseTarget, tmp_path: Path, clock: FixedClock
+) -> None:
+    down = make_settings(database, tmp_path, reconciliation_hour=-1, his={
+        "mode": "http", "url": "http://127.0.0.1:9/his", "timeout_seconds": 0.5, "retries": 0,
+    })
+    server = await LiveServer(create_app(down, clock=clock)).start()
+    try:
+        hospital = await Hospital(server.deps.db, clock).build()
+        operator = await hospital.operator(server.url, "finance", ["payments.reconcile"])
+        day = (local_date(clock.now()) - timedelta(days=1)).isoformat()
+        run = await _run(operator, day, "WECHAT_PAY")
+        assert (run["status"], run["totals"], run["discrepancies"]) == ("FAILED", None, [])
+        assert "HIS ledger" in run["failure"]
+        listed = (await operator.execute(RUNS, {"day": day, "channel": "WECHAT_PAY"}))["reconciliation"]["runs"]
+        assert [(r["id"], r["status"]) for r in listed] == [(run["id"], "FAILED")]
+    finally:
+        await server.stop()
