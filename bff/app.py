@@ -28,7 +28,7 @@ from bff.keys import KEYRING_INVALIDATION, open_keyring
 from bff.loaders import FreshLoadersPerOperation
 from bff.metrics import Metrics, MetricsMiddleware
 from bff.payment_callbacks import alipay_notified, wechat_med_ins_notified, wechatpay_notified
-from bff.payment_pages import payment_page, payment_qr, sandbox_pay
+from bff.payment_pages import payment_page, payment_qr, sandbox_pay, statement_verification
 from bff.payment_sources import build_money_sources
 from bff.security.assembly import ExpiryCollector, certificate_policy, gateway, served_certificates
 from bff.security.envelope import EncryptedFields, Unwrapper, transport_key
@@ -389,6 +389,9 @@ def create_app(
             payment_page(lambda: state["deps"], sandbox=sandbox_channels),
         ),
         Route(payment_orders.LINK_PREFIX + "{order_no}/qr.png", payment_qr(lambda: state["deps"])),
+        Route(
+            "/documents/settlement-statements/verify", statement_verification(lambda: state["deps"]), methods=["POST"]
+        ),
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_app),
     ]

@@ -14,13 +14,14 @@ import re
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from datasources.clock import SHANGHAI
 from datasources.errors import SourceRejected
 from resolvers.deps import Deps
 from resolvers.payment_link import payment_qr_png
-from resolvers.payments import orders
+from resolvers.payments import orders, statements
+from resolvers.settlement_document import SealInvalid
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ORDER_NO = re.compile(r"^P\d{24}$")
@@ -91,5 +92,32 @@ def sandbox_pay(get_deps: Callable[[], Deps]) -> Endpoint:
         except SourceRejected:
             pass  # closed or already paid: the page says so
         return RedirectResponse(f"{orders.LINK_PREFIX}{order.order_no}", status_code=303)
+
+    return endpoint
+
+
+MAX_STATEMENT_BYTES = 5 * 1024 * 1024
+
+
+def statement_verification(get_deps: Callable[[], Deps]) -> Endpoint:
+    """POST a settlement statement PDF: is the e-seal the hospital's, and the content unchanged?
+    Public: whoever holds a statement (an insurer, a court, the patient) may check it."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        if not body or len(body) > MAX_STATEMENT_BYTES:
+            return JSONResponse({"valid": False, "reason": "NOT_A_STATEMENT",
+                                 "message": "Send the PDF itself as the body (at most 5 MB)."}, status_code=400)
+        try:
+            checked = statements.verify(get_deps(), body)
+        except SealInvalid as exc:
+            return JSONResponse({"valid": False, "reason": exc.reason, "message": str(exc)}, status_code=422)
+        s = checked.statement
+        return JSONResponse({
+            "valid": True, "statementNo": s.statement_no, "institutionCode": s.institution_code,
+            "hospitalName": s.hospital_name, "settlementId": s.setl_id, "totalFen": s.total_fen,
+            "sealedAt": checked.sealed_at.isoformat(), "sealCertificateSerial": checked.signer.serial,
+            "contentSm3": checked.content_sm3,
+        })
 
     return endpoint

@@ -12,7 +12,7 @@ import strawberry
 from datasources.his import billing as b
 from resolvers.errors import DomainError
 from resolvers.payment_link import payment_qr_png
-from resolvers.payments import deposits, insured, outpatient
+from resolvers.payments import deposits, insured, outpatient, statements
 from resolvers.payments import orders as o
 from resolvers.payments import refunds as r
 from schema.common import (
@@ -121,6 +121,18 @@ class PaymentOrder:
     receipt_no: str | None
     invoice_url: str | None = strawberry.field(description="The e-invoice (电子票据), once the hospital issued it.")
     refunds: list[Refund]
+
+    @strawberry.field(
+        description="医保结算单: the settlement statement as a PDF (base64) under the hospital's SM2 e-seal, for a "
+        "payment settled with insurance; null otherwise. Check it at POST /documents/settlement-statements/verify."
+    )
+    async def settlement_statement_pdf(self, info: Ctx) -> str | None:
+        if self.insurance is None or self.insurance.status != "PAID" or self.status != PaymentOrderStatus.SETTLED:
+            return None
+        pdf = await statements.statement_pdf(
+            info.context.deps, account_id=info.context.viewer.account_id or 0, order_no=self.order_no
+        )
+        return base64.b64encode(pdf).decode()
 
     @staticmethod
     def of(x: o.Order, refunds: list[r.Refund]) -> PaymentOrder:

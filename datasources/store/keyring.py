@@ -43,7 +43,9 @@ TRANSPORT = "TRANSPORT"
 CA_SM2 = "CA_SM2"
 CA_RSA = "CA_RSA"
 RESPONSE_SIGNING = "RESPONSE_SIGNING"
-PURPOSES = (FIELD, BLIND_INDEX, AUDIT, TRANSPORT, CA_SM2, CA_RSA, RESPONSE_SIGNING)
+# The hospital's electronic seal (电子签章) on settlement statements: SM2, certified by the SM2 root.
+E_SEAL = "E_SEAL"
+PURPOSES = (FIELD, BLIND_INDEX, AUDIT, TRANSPORT, CA_SM2, CA_RSA, RESPONSE_SIGNING, E_SEAL)
 
 # What each purpose may use; the first is the default.
 ALGORITHMS: dict[str, tuple[str, ...]] = {
@@ -54,6 +56,7 @@ ALGORITHMS: dict[str, tuple[str, ...]] = {
     CA_SM2: ("SM2-SM3",),
     CA_RSA: ("RSA-SHA256",),
     RESPONSE_SIGNING: ("SM2-SM3", "RSA-SHA256"),
+    E_SEAL: ("SM2-SM3",),
 }
 # Rotating these changes what existing data is found by or verified with: only on purpose.
 NOT_ROTATABLE = {

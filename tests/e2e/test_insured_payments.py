@@ -4,10 +4,15 @@ refusals (authorization, balance); a refund returning each part to where it came
 
 from __future__ import annotations
 
+import base64
+import io
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
+from pypdf import PdfReader, PdfWriter
 from sqlalchemy import select, update
 from sqlmodel import col
 
@@ -20,6 +25,7 @@ from datasources.mobile_insurance.tables import MipayInsuredPerson
 from datasources.store.models import MedicalCardBinding
 from resolvers.payments import orders
 from resolvers.payments import refunds as payment_refunds
+from resolvers.settlement_document import verify_statement_pdf
 from tests.conftest import LiveServer
 from tests.factories import Hospital, PatientHandle
 
@@ -42,6 +48,7 @@ query ($no: String!) { me { payment(orderNo: $no) {
   insurance { fund { fen } personalAccount { fen } familyAccount { fen } status }
   refunds { status amount { fen } }
 } } }"""
+STATEMENT = "query ($no: String!) { me { payment(orderNo: $no) { settlementStatementPdf } } }"
 AUTHORIZE = 'query ($u: String!) { me { insuranceAuthorizeUrl(returnUrl: $u, state: "s1") } }'
 RETURN_URL = "https://hospital.example/pay/insurance"
 
@@ -114,6 +121,7 @@ async def test_insurance_and_cash_in_one_wechat_order_then_each_part_refunded(
     assert {bill.status for bill in bills} == {b.PAID}
     [receipt] = await server.deps.sources.billing.receipts_by_references([order["orderNo"]])  # type: ignore[union-attr]
     assert receipt.total_fen == 6200
+    await _the_statement_is_sealed_and_verifies(server, patient, order["orderNo"])
 
     # Refunded whole: 6203 returns the fund and account shares, WeChat Pay the cash.
     loaded = await orders.load(server.deps, order["orderNo"])
@@ -127,6 +135,41 @@ async def test_insurance_and_cash_in_one_wechat_order_then_each_part_refunded(
     after = (await patient.client.execute(PAYMENT, {"no": order["orderNo"]}))["me"]["payment"]
     assert (after["status"], after["insurance"]["status"], after["refunded"]["fen"]) == ("REFUNDED", "REFUNDED", 6200)
     assert {bill.status for bill in await server.deps.sources.billing.bills_by_ids(ids)} == {b.REFUNDED}  # type: ignore[union-attr]
+
+
+async def _the_statement_is_sealed_and_verifies(server: LiveServer, patient: PatientHandle, order_no: str) -> None:
+    """医保结算单: the PDF under the hospital's SM2 e-seal, checked by the BFF's public endpoint and by
+    anyone holding the published SM2 root; one changed byte of the signed content is caught."""
+    data = await patient.client.execute(STATEMENT, {"no": order_no})
+    pdf = base64.b64decode(data["me"]["payment"]["settlementStatementPdf"])
+    async with httpx.AsyncClient() as http:
+        checked = await http.post(server.url + "/documents/settlement-statements/verify", content=pdf)
+        roots = (await http.get(server.url + "/security/certificates")).json()["authorities"]
+        assert checked.status_code == 200, checked.text
+        assert (checked.json()["valid"], checked.json()["totalFen"]) == (True, 6200)
+        statement = verify_statement_pdf(pdf, trusted_roots=list(roots.values())).statement
+        assert (statement.fund_paid_fen, statement.cash_fen, statement.patient_name) == (4090, 610, "钱*")
+        forged = _reembed_content(pdf, lambda content: content.replace(b'"total_fen":6200', b'"total_fen":6300'))
+        refused = await http.post(server.url + "/documents/settlement-statements/verify", content=forged)
+    assert refused.status_code == 422 and refused.json()["valid"] is False
+    assert refused.json()["reason"] in ("CONTENT_ALTERED", "SIGNATURE_INVALID")
+
+
+def _reembed_content(pdf: bytes, change: Callable[[bytes], bytes]) -> bytes:
+    """What someone editing the PDF can do: keep the pages, replace the embedded statement."""
+    reader = PdfReader(io.BytesIO(pdf))
+    files = {name: data[0] for name, data in reader.attachments.items()}
+    changed = change(files["statement.json"])
+    assert changed != files["statement.json"]
+    files["statement.json"] = changed
+    writer = PdfWriter()
+    for page in reader.pages:
+        writer.add_page(page)
+    for name, data in files.items():
+        writer.add_attachment(name, data)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 async def test_bills_the_insurance_covers_whole_are_paid_at_once(server: LiveServer, clock: FixedClock) -> None:
