@@ -164,10 +164,8 @@ def settlement_to_wire(s: c.Settlement, clr_optins: str) -> dict[str, Any]:
     }
     for name in _AMOUNTS:
         out[name] = wire.fen_to_yuan(getattr(s, f"{name}_fen"))
-    for name in _ZERO:
+    for name in _ZERO:  # funds and parts the sandbox does not model
         out[name] = wire.fen_to_yuan(0)
-    in_scope_after_deductible = s.inscp_scp_amt_fen - s.act_pay_dedc_fen
-    out["pool_prop_selfpay"] = wire.fen_to_yuan(in_scope_after_deductible - s.hifp_pay_fen)
     return out
 
 
