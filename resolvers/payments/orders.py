@@ -227,7 +227,7 @@ async def start(
     now = deps.clock.now()
     if payable.total_fen <= 0:
         raise NotAllowed("There is nothing to pay.", "NOTHING_TO_PAY")
-    existing = await _open_for(deps, payable.open_subject)
+    existing = await open_for(deps, payable.open_subject)
     if existing is not None:
         same = existing.subject == payable.subject and existing.total_fen == payable.total_fen
         if same and existing.channel == channel_code and existing.status == PAYING and existing.expires_at > now:
@@ -250,7 +250,7 @@ async def start(
             s.add(row)
     except IntegrityError:
         # Another request opened one for the same thing a moment ago: that one is the order.
-        raced = await _open_for(deps, payable.open_subject)
+        raced = await open_for(deps, payable.open_subject)
         if raced is None:
             raise ServiceUnavailable("Another payment for this was just started; try again.") from None
         return raced
@@ -272,7 +272,7 @@ async def start(
     return opened
 
 
-async def _open_for(deps: Deps, open_subject: str) -> Order | None:
+async def open_for(deps: Deps, open_subject: str) -> Order | None:
     async with deps.db.reading() as s:
         row = (
             await s.execute(select(PaymentOrder).where(col(PaymentOrder.open_subject) == open_subject))

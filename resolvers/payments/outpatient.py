@@ -185,8 +185,15 @@ async def cancel_payment(deps: Deps, *, account_id: int, order_no: str) -> o.Ord
 
 
 async def refund_cancelled_registration(deps: Deps, registration: his.Registration) -> refunds.Refund | None:
-    """After the HIS cancelled a paid registration: the fee goes back by the route it came."""
-    if deps.payments is None or registration.payment_status != "PAID":
+    """After the HIS cancelled a registration: a payment still open for it is closed (or, if the
+    patient paid a moment ago, confirmed, and then refunded because the HIS refuses it); a paid fee
+    goes back by the route it came."""
+    if deps.payments is None:
+        return None
+    still_open = await o.open_for(deps, f"REGISTRATION:{registration.id}")
+    if still_open is not None:
+        await o.retire(deps, deps.payments, still_open)
+    if registration.payment_status != "PAID":
         return None
     async with deps.db.reading() as s:
         order_no = (

@@ -315,3 +315,55 @@ async def test_a_forged_notification_is_refused_and_changes_nothing(server: Live
     assert alipay.status_code == 400 and alipay.text == "failure"
     order = (await patient.client.execute(PAYMENT, {"no": order_no}))["me"]["payment"]
     assert order["status"] == "PAYING"
+
+
+async def test_notifications_out_of_order_and_repeated_settle_each_payment_once(
+    server: LiveServer, clock: FixedClock
+) -> None:
+    hospital, patient, first = await _unpaid_registration(server, clock)
+    _, slots = await hospital.session(day=local_date(clock.now()) + timedelta(days=2))
+    booked = (await patient.client.execute(BOOK, {"patientId": patient.patient_id, "slotId": slots[0]}))
+    second = booked["bookAppointment"]["registration"]
+    wechatpay = _wechatpay(server)
+    numbers = []
+    for registration in (first, second):
+        started = (await patient.client.execute(PAY_REGISTRATION, {"id": registration["id"], "key": key()}))
+        numbers.append(started["payRegistration"]["order"]["orderNo"])
+        await wechatpay.pay(numbers[-1], deliver=False)
+    notices = [(await wechatpay.notifications(n))[0].notify_id for n in numbers]
+    for notify_id in (notices[1], notices[0], notices[1], notices[0]):  # the later payment's first, each twice
+        assert await wechatpay.deliver(notify_id)
+    for order_no, registration in zip(numbers, (first, second), strict=True):
+        order = (await patient.client.execute(PAYMENT, {"no": order_no}))["me"]["payment"]
+        assert order["status"] == "SETTLED"
+        seen = (await patient.client.execute(REGISTRATION, {"id": registration["id"]}))["me"]["registration"]
+        assert seen["paymentStatus"] == "PAID"
+    receipts = await server.deps.sources.billing.receipts_by_references(numbers)
+    assert sorted(r.reference for r in receipts) == sorted(numbers)
+    assert await _notifications(server, patient.account_id, "PAYMENT_SUCCEEDED") == 2
+
+
+async def test_a_payment_notified_after_the_patient_cancelled_goes_back_in_full(
+    server: LiveServer, clock: FixedClock
+) -> None:
+    _, patient, registration = await _unpaid_registration(server, clock)
+    started = (await patient.client.execute(PAY_REGISTRATION, {"id": registration["id"], "key": key()}))
+    order_no = started["payRegistration"]["order"]["orderNo"]
+    wechatpay = _wechatpay(server)
+    await wechatpay.pay(order_no, deliver=False)  # paid, but the BFF has not heard yet
+    cancelled = (await patient.client.execute(CANCEL, {"id": registration["id"]}))["cancelRegistration"]
+    assert cancelled["__typename"] == "RegistrationCancelled"
+    [notice] = await wechatpay.notifications(order_no)
+    assert await wechatpay.deliver(notice.notify_id)  # late: the cancellation found the payment already
+    await wechatpay.settle_refunds()
+    order = (await patient.client.execute(PAYMENT, {"no": order_no}))["me"]["payment"]
+    assert (order["status"], order["refunded"]["fen"]) == ("REFUNDED", 5000), order
+
+
+async def test_cancelling_closes_a_payment_not_made_yet(server: LiveServer, clock: FixedClock) -> None:
+    _, patient, registration = await _unpaid_registration(server, clock)
+    started = (await patient.client.execute(PAY_REGISTRATION, {"id": registration["id"], "key": key()}))
+    order_no = started["payRegistration"]["order"]["orderNo"]
+    await patient.client.execute(CANCEL, {"id": registration["id"]})
+    assert (await patient.client.execute(PAYMENT, {"no": order_no}))["me"]["payment"]["status"] == "CLOSED"
+    assert (await _wechatpay(server).query(order_no)).trade_state == "CLOSED"
