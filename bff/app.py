@@ -41,6 +41,7 @@ from clients.profiles import load_profiles
 from datasources.channels.sandbox import SandboxChannelLogin
 from datasources.clock import SHANGHAI, Clock, SystemClock
 from datasources.credit.sandbox import SandboxCreditPlatform
+from datasources.face.sandbox import SandboxFaceVerification
 from datasources.his.sandbox import SandboxHIS
 from datasources.his.served import his_sandbox_app
 from datasources.sources import Sources
@@ -90,6 +91,7 @@ def build_sources(settings: Settings, db: Database, clock: Clock) -> Sources:
         his=his, credit=SandboxCreditPlatform(db), channels=SandboxChannelLogin(db, clock),
         billing=money.billing, wechatpay=money.wechatpay, alipay=money.alipay,
         mobile_insurance=money.mobile_insurance, wechat_med_ins=money.wechat_med_ins,
+        face=SandboxFaceVerification(db, clock) if settings.face_verification_mode == "sandbox" else None,
     )
 
 

@@ -16,6 +16,7 @@ from bff.context import Context
 from bff.loaders import Loaders
 from bff.security.gateway import SIGNATURE_PENDING, SIGNATURE_REFUSED, SIGNED_CALLER, GatewayState
 from bff.security.signatures import SignatureRefused, connection_init_headers
+from resolvers import devices
 from resolvers.deps import Deps
 
 
@@ -44,6 +45,12 @@ class BFFGraphQL(GraphQL[Context, None]):
         context.viewer, context.auth_error = await resolve_viewer(
             self.deps, bearer(request.headers.get("authorization"))
         )
+        if not context.viewer.is_authenticated:
+            # A kiosk or bedside terminal signs its requests and is its own caller (no login).
+            caller = request.scope.get("state", {}).get(SIGNED_CALLER)
+            if caller is not None and caller.app.kind == "DEVICE" and caller.app.enabled:
+                context.viewer = await devices.viewer(self.deps, app_id=caller.app.app_id, name=caller.app.name)
+                context.auth_error = None
         return context
 
     async def on_ws_connect(self, context: Context) -> Any:

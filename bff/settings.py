@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     wechatpay: WeChatPayChoice = Field(default_factory=WeChatPayChoice)
     alipay: AlipayChoice = Field(default_factory=AlipayChoice)
     mobile_insurance: MobileInsuranceChoice = Field(default_factory=MobileInsuranceChoice)
+    # Face verification at kiosks: the sandbox (development default) or off (no service contracted yet).
+    face_verification: Literal["sandbox", "off"] | None = None
     # The hospital as the insurance platform knows it (定点医药机构编码 and name).
     institution_code: str = Field(default="H44010600001", min_length=1, max_length=32)
     hospital_name: str = Field(default="示范医院", min_length=1, max_length=64)
@@ -224,6 +226,12 @@ class Settings(BaseSettings):
         if self.environment == "production" and takes_money and not self.public_base_url.startswith("https://"):
             raise ValueError("PUBLIC_BASE_URL (https://...) is required in production: the payment channels notify it.")
         return self
+
+    @property
+    def face_verification_mode(self) -> str:
+        if self.face_verification is not None:
+            return self.face_verification
+        return "sandbox" if self.environment == "development" else "off"
 
     def payment_mode(self, channel: PaymentChannelChoice) -> str:
         """sandbox, http or off, with the environment's default applied."""

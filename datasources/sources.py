@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datasources.alipay.contract import Alipay
 from datasources.channels.contract import ChannelLogin
 from datasources.credit.contract import CreditPlatform
+from datasources.face.contract import FaceVerification
 from datasources.his.billing import HISBilling
 from datasources.his.contract import HIS
 from datasources.mobile_insurance.contract import MobileInsurance
@@ -26,3 +27,5 @@ class Sources:
     # Medical insurance payments: the mobile insurance platform (2.0) and WeChat Pay's med-ins orders.
     mobile_insurance: MobileInsurance | None = None
     wechat_med_ins: WeChatMedInsPay | None = None
+    # Kiosks: face verification of the person in front of the camera.
+    face: FaceVerification | None = None

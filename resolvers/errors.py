@@ -190,3 +190,9 @@ class InsufficientPersonalAccount(DomainError):
     """The personal (or family) account no longer holds the share fixed when the fees were uploaded."""
 
     code = "INSUFFICIENT_PERSONAL_ACCOUNT"
+
+
+class IdentityNotVerified(DomainError):
+    """At a kiosk: the face did not match the ID, the capture was not live, or the ticket ended."""
+
+    code = "IDENTITY_NOT_VERIFIED"

@@ -206,3 +206,11 @@ class InsuranceNotAuthorizedError(UserError):
 @strawberry.type(description="The personal account no longer covers its share; pay again to have it recalculated.")
 class InsufficientPersonalAccountError(UserError):
     pass
+
+
+@strawberry.type(
+    description="At a kiosk: the face did not match the ID, the capture was not live, or the ticket ended or "
+    "belongs to another device: identify the patient again."
+)
+class IdentityNotVerifiedError(UserError):
+    pass

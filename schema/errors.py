@@ -15,6 +15,7 @@ from schema.common import (
     CutoffPassedError,
     DepositTopUpEntry,
     IdempotencyConflictError,
+    IdentityNotVerifiedError,
     InsufficientPersonalAccountError,
     InsuranceNotAuthorizedError,
     InvalidInputError,
@@ -93,6 +94,8 @@ def user_error(exc: e.DomainError) -> Any:
             return OrderClosedError(message=m, code=code)
         case e.RefundExceedsPaid():
             return RefundExceedsPaidError(message=m, code=code, refundable=Money.of(exc.refundable_fen))
+        case e.IdentityNotVerified():
+            return IdentityNotVerifiedError(message=m, code=code)
         case e.InsuranceNotAuthorized():
             return InsuranceNotAuthorizedError(message=m, code=code)
         case e.InsufficientPersonalAccount():

@@ -56,7 +56,7 @@ class BillItem:
 @strawberry.type(description="待缴费: a bill the hospital is waiting for (several can be paid together).")
 class PendingBill:
     id: strawberry.ID
-    patient_id: strawberry.ID
+    patient_id: strawberry.ID | None = strawberry.field(description="The account's patient; null at a kiosk.")
     registration_id: strawberry.ID | None
     department_id: strawberry.ID
     doctor_id: strawberry.ID
@@ -67,9 +67,9 @@ class PendingBill:
     created_at: dt.datetime
 
     @staticmethod
-    def of(bill: b.Bill, patient_id: int) -> PendingBill:
+    def of(bill: b.Bill, patient_id: int | None) -> PendingBill:
         return PendingBill(
-            id=strawberry.ID(bill.id), patient_id=strawberry.ID(str(patient_id)),
+            id=strawberry.ID(bill.id), patient_id=strawberry.ID(str(patient_id)) if patient_id is not None else None,
             registration_id=strawberry.ID(bill.registration_id) if bill.registration_id else None,
             department_id=strawberry.ID(bill.department_id), doctor_id=strawberry.ID(bill.doctor_id),
             category=BillCategory(bill.category), title=bill.title, total=Money.of(bill.total_fen),

@@ -11,7 +11,7 @@ from typing import Any
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
-from resolvers.identity import DOCTOR, OPERATOR, PATIENT, PHARMACIST
+from resolvers.identity import DEVICE, DOCTOR, OPERATOR, PATIENT, PHARMACIST
 
 
 class IsAuthenticated(BasePermission):
@@ -37,6 +37,12 @@ class IsPatient(IsAuthenticated):
 
 class IsDoctor(IsAuthenticated):
     roles = (DOCTOR,)
+
+
+class IsDevice(IsAuthenticated):
+    """A kiosk or bedside terminal: a signed request from an app registered as a DEVICE."""
+
+    roles = (DEVICE,)
 
 
 class IsStaff(IsAuthenticated):

@@ -23,6 +23,7 @@ from schema.common import Ctx
 from schema.documents import ValidationByQueryText, ValidationResults
 from schema.execution import LeanExecutionContext
 from schema.identity import IdentityMutation
+from schema.kiosk import KioskMutation, KioskQuery
 from schema.patients import PatientsMutation, PatientsQuery
 from schema.payments import PaymentsMutation
 from schema.reconciliation import ReconciliationMutation, ReconciliationQuery
@@ -31,7 +32,7 @@ from schema.viewer import Me
 
 
 @strawberry.type
-class Query(CatalogQuery, AppsQuery, PatientsQuery, ReconciliationQuery):
+class Query(CatalogQuery, AppsQuery, PatientsQuery, ReconciliationQuery, KioskQuery):
     @strawberry.field(description="The caller: patients, registrations, sessions, by role.")
     def me(self, info: Ctx) -> Me:
         return Me()
@@ -39,7 +40,8 @@ class Query(CatalogQuery, AppsQuery, PatientsQuery, ReconciliationQuery):
 
 @strawberry.type
 class Mutation(
-    IdentityMutation, PatientsMutation, RegistrationMutation, PaymentsMutation, AppsMutation, ReconciliationMutation
+    IdentityMutation, PatientsMutation, RegistrationMutation, PaymentsMutation, AppsMutation, ReconciliationMutation,
+    KioskMutation,
 ):
     pass
 

@@ -51,6 +51,8 @@ class TrustedApp:
     algorithm: str
     sign_responses: bool
     enabled: bool
+    kind: str = "FRONT_END"  # FRONT_END, IN_HOUSE, PARTNER, DEVICE (a kiosk or bedside terminal acts as itself)
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,9 @@ class AppRegistry:
             )
         self._certs = certs
         self._apps = {
-            row.app_id: TrustedApp(row.app_id, row.signature_algorithm, row.sign_responses, row.disabled_at is None)
+            row.app_id: TrustedApp(
+                row.app_id, row.signature_algorithm, row.sign_responses, row.disabled_at is None, row.kind, row.name
+            )
             for row in app_rows
         }
 

@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 import datasources.alipay.tables
 import datasources.channels.tables
 import datasources.credit.tables
+import datasources.face.tables
 import datasources.his.billing_tables
 import datasources.his.inpatient_tables
 import datasources.his.tables
