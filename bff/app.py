@@ -42,8 +42,8 @@ from datasources.channels.sandbox import SandboxChannelLogin
 from datasources.clock import SHANGHAI, Clock, SystemClock
 from datasources.credit.sandbox import SandboxCreditPlatform
 from datasources.face.sandbox import SandboxFaceVerification
+from datasources.his.billing_served import his_gateway_sandbox_app
 from datasources.his.sandbox import SandboxHIS
-from datasources.his.served import his_sandbox_app
 from datasources.sources import Sources
 from datasources.store.audit import AuditChainBroken, AuditLog, retention_cutoff
 from datasources.store.db import Database
@@ -404,7 +404,13 @@ def create_app(
         )
     if settings.his.mode == "sandbox" and settings.environment == "development":
         # The HIS sandbox in the HIS gateway's wire format, for BFFs configured with his.mode = "http".
-        routes.append(Mount("/sandbox/his", app=his_sandbox_app(lambda: state["deps"].sources.his)))
+        # The HIS and its billing, in the HIS gateway's wire format, under one mount.
+        routes.append(
+            Mount(
+                "/sandbox/his",
+                app=his_gateway_sandbox_app(lambda: state["deps"].sources.his, lambda: state["deps"].sources.billing),
+            )
+        )
     middleware = [
         # Outermost: a plain-HTTP request is redirected before anything else sees it.
         Middleware(TransportSecurity, policy=TransportPolicy.of(settings)),

@@ -395,7 +395,12 @@ class SandboxHIS:
         """Moves an active registration to a final state and gives its place back, exactly once."""
         result = await s.execute(
             update(HisRegistration)
-            .where(col(HisRegistration.id) == row.id, col(HisRegistration.status) == row.status)
+            .where(
+                col(HisRegistration.id) == row.id,
+                col(HisRegistration.status) == row.status,
+                # A payment committed since the row was read wins over an expiry sweep.
+                col(HisRegistration.payment_status) == row.payment_status,
+            )
             .values(status=status, active_key=None, cancelled_at=now)
         )
         if not _rowcount(result):
