@@ -761,6 +761,35 @@ class SandboxHISInpatientAdmin:
             await s.flush()
             return str(row.id)
 
+    async def charge_bed_day(self, admission_id: str, at: datetime) -> str:
+        """A day of the stay's bed at the bed's own daily fee (床位费), as the ward's nightly run books it."""
+        async with self.db.reading() as s:
+            stay = await s.get(HisAdmission, _admission_pk(admission_id) or 0)
+            bed = await s.get(HisBed, stay.bed_id) if stay else None
+        if bed is None:
+            raise ValueError(f"no stay {admission_id}")
+        item = b.BillItem(
+            "110900001", "床位费", "", "日", "1", bed.daily_fee_fen, bed.daily_fee_fen, "001109000010000", "A"
+        )
+        return await self.add_charge(admission_id, item, at, category=i.BED)
+
+    async def add_demo_day(self, admission_id: str, at: datetime) -> list[str]:
+        """What a day in cardiology charges a stay: the bed, first-class nursing, an infusion and a
+        blood count, with national catalogue codes; for the demo hospital and the flows' tests."""
+        lines = [await self.charge_bed_day(admission_id, at)]
+        for item, category in (
+            (b.BillItem("120100002", "一级护理", "", "日", "1", 2800, 2800, "001201000020000", "A"), i.NURSING),
+            (
+                b.BillItem(
+                    "X-B05BB01", "氯化钠注射液", "0.9%*250ml", "袋", "2", 350, 700, "XB05BBH054B002010100152", "A"
+                ),
+                i.WESTERN_MEDICINE,
+            ),
+            (b.BillItem("250101001", "血常规", "", "次", "1", 2000, 2000, "002501010010000", "A"), i.LABORATORY),
+        ):
+            lines.append(await self.add_charge(admission_id, item, at, category=category))
+        return lines
+
     async def fail_next(self, method: str, *, after_commit: bool = False) -> None:
         """The next call of the write ``method`` is unavailable (``SourceUnavailable``; over HTTP a
         503): before doing anything, or with ``after_commit`` once its work is committed, so the

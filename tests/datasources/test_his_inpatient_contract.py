@@ -797,3 +797,21 @@ async def test_a_failed_write_over_http_is_a_503_and_never_repeated(db: Database
             await client.aclose()
     finally:
         await live.stop()
+
+
+async def test_a_demo_day_charges_the_bed_at_its_own_fee_and_the_usual_care(stage: Stage) -> None:
+    stay = await stage.admitted(
+        ward_id=await stage.admin.add_ward("心内科二病区", stage.hospital.department_id, ["5"], daily_fee_fen=7000)
+    )
+    lines = await stage.admin.add_demo_day(stay.admission_id, stage.clock.now())
+    fees = await stage.inpatient.fee_items(stay.admission_id)
+    assert [x.id for x in fees.items] == lines
+    assert [(x.category, x.amount_fen) for x in fees.items] == [
+        (i.BED, 7000),
+        (i.NURSING, 2800),
+        (i.WESTERN_MEDICINE, 700),
+        (i.LABORATORY, 2000),
+    ]
+    assert fees.total_fen == 12500
+    with pytest.raises(ValueError, match="no stay"):
+        await stage.admin.charge_bed_day("ZY0", stage.clock.now())
