@@ -1,5 +1,6 @@
 """WeChat Pay API v3 (微信支付 v3) for a mini-program merchant: JSAPI prepay, the paySign the
-mini-program hands to ``wx.requestPayment``, order query and close, refunds, the trade bill, and
+mini-program hands to ``wx.requestPayment``, Native prepay (a ``code_url`` a kiosk shows as a QR code
+for the patient to scan; the payer is known only once paid), order query and close, refunds, the trade bill, and
 the payment/refund notifications (signed by WeChat Pay, resource sealed with AEAD_AES_256_GCM).
 
 Money is integer fen. Refusals are ``SourceRejected(SOURCE, code)`` with WeChat Pay's own codes.
@@ -63,6 +64,13 @@ class Prepay:
 
 
 @dataclass(frozen=True, slots=True)
+class NativePrepay:
+    """``code_url`` (``weixin://wxpay/bizpayurl?pr=…``): what the kiosk renders as a QR code."""
+
+    code_url: str
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     appid: str
     mchid: str
@@ -72,8 +80,9 @@ class Transaction:
     trade_state_desc: str
     amount_fen: int
     payer_total_fen: int | None
-    payer_openid: str | None
+    payer_openid: str | None  # for a NATIVE order, None until someone scanned the code and paid
     success_time: datetime | None
+    trade_type: str = "JSAPI"  # JSAPI (mini-program) or NATIVE (QR code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,18 @@ class WeChatPay(Protocol):
         notify_url: str,
         expires_at: datetime,
     ) -> Prepay: ...
+
+    async def prepay_native(
+        self,
+        out_trade_no: str,
+        description: str,
+        amount_fen: int,
+        notify_url: str,
+        expires_at: datetime,
+    ) -> NativePrepay:
+        """``POST /v3/pay/transactions/native``: no payer (whoever scans pays). The same rules as JSAPI:
+        repeated identically, the same code_url; the out_trade_no with other content, OUT_TRADE_NO_USED."""
+        ...
 
     def mini_program_payment(self, prepay_id: str) -> dict[str, str]:
         """appId, timeStamp, nonceStr, package, signType "RSA", paySign: for ``wx.requestPayment``."""

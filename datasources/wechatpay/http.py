@@ -160,6 +160,27 @@ class HttpWeChatPay:
             raise SourceUnavailable(SOURCE, "prepay: answer without prepay_id")
         return c.Prepay(prepay_id)
 
+    async def prepay_native(
+        self,
+        out_trade_no: str,
+        description: str,
+        amount_fen: int,
+        notify_url: str,
+        expires_at: datetime,
+    ) -> c.NativePrepay:
+        data = await self._call(
+            "POST", "/v3/pay/transactions/native",
+            payload={
+                "appid": self.merchant.appid, "mchid": self.merchant.mchid, "description": description,
+                "out_trade_no": out_trade_no, "time_expire": wire.rfc3339(expires_at), "notify_url": notify_url,
+                "amount": {"total": amount_fen, "currency": "CNY"},
+            },
+        )
+        code_url = data.get("code_url") if isinstance(data, dict) else None
+        if not isinstance(code_url, str) or not code_url.startswith("weixin://"):
+            raise SourceUnavailable(SOURCE, "prepay_native: answer without a weixin:// code_url")
+        return c.NativePrepay(code_url)
+
     def mini_program_payment(self, prepay_id: str) -> dict[str, str]:
         return wire.mini_program_payment(self.merchant, prepay_id, self.clock.now())
 

@@ -31,6 +31,8 @@ from datasources.wechatpay.tables import WxpayNotification, WxpayOrder, WxpayRef
 
 log = logging.getLogger(__name__)
 
+SANDBOX_PAYER_OPENID = "oSbxNativePayer0000000000001"  # who scans a NATIVE code when a test names nobody
+
 STATE_DESC = {
     "NOTPAY": "订单未支付",
     "SUCCESS": "支付成功",
@@ -69,6 +71,7 @@ def to_transaction(o: WxpayOrder) -> c.Transaction:
         payer_total_fen=o.amount_fen if paid else None,
         payer_openid=o.payer_openid,
         success_time=o.success_time if paid else None,
+        trade_type=o.trade_type,
     )
 
 
@@ -125,15 +128,44 @@ class SandboxWeChatPay:
         notify_url: str,
         expires_at: datetime,
     ) -> c.Prepay:
+        if not payer_openid:
+            raise _reject(c.PARAM_ERROR, "payer.openid is required")
+        order = await self._prepay("JSAPI", out_trade_no, description, amount_fen, payer_openid, notify_url, expires_at)
+        return c.Prepay(order.prepay_id)
+
+    async def prepay_native(
+        self,
+        out_trade_no: str,
+        description: str,
+        amount_fen: int,
+        notify_url: str,
+        expires_at: datetime,
+    ) -> c.NativePrepay:
+        order = await self._prepay("NATIVE", out_trade_no, description, amount_fen, None, notify_url, expires_at)
+        assert order.code_url is not None
+        return c.NativePrepay(order.code_url)
+
+    async def _prepay(
+        self,
+        trade_type: str,
+        out_trade_no: str,
+        description: str,
+        amount_fen: int,
+        payer_openid: str | None,
+        notify_url: str,
+        expires_at: datetime,
+    ) -> WxpayOrder:
+        """Creates the order, or answers a repeated identical request with the order already made. A
+        NATIVE order has no payer; JSAPI and NATIVE never share an out_trade_no (other content)."""
         _positive_fen(amount_fen, "amount.total")
-        if not out_trade_no or len(out_trade_no) > 32 or not description or not payer_openid:
-            raise _reject(c.PARAM_ERROR, "out_trade_no (≤32), description and payer.openid are required")
+        if not out_trade_no or len(out_trade_no) > 32 or not description:
+            raise _reject(c.PARAM_ERROR, "out_trade_no (≤32) and description are required")
         if not notify_url.startswith(("https://", "http://")):
             raise _reject(c.PARAM_ERROR, "notify_url must be an absolute URL")
         now = self.clock.now()
         if expires_at.tzinfo is None or expires_at <= now:
             raise _reject(c.PARAM_ERROR, "time_expire must be a future time with an offset")
-        wanted = (description, amount_fen, payer_openid, notify_url)
+        wanted = (trade_type, description, amount_fen, payer_openid, notify_url)
         for _ in range(2):
             try:
                 async with self.db.writing() as s:
@@ -143,21 +175,27 @@ class SandboxWeChatPay:
                             raise _reject(c.ORDERPAID, f"order {out_trade_no} is already paid")
                         if order.trade_state == "CLOSED":
                             raise _reject(c.ORDER_CLOSED, f"order {out_trade_no} is closed")
-                        if (order.description, order.amount_fen, order.payer_openid, order.notify_url) != wanted:
+                        held = (order.trade_type, order.description, order.amount_fen, order.payer_openid,
+                                order.notify_url)
+                        if held != wanted:
                             raise _reject(
                                 c.OUT_TRADE_NO_USED, f"out_trade_no {out_trade_no} was used with other content"
                             )
-                        return c.Prepay(order.prepay_id)
+                        return order
                     prepay_id = "wx" + now.astimezone(SHANGHAI).strftime("%d%H%M%S") + secrets.token_hex(12)
-                    s.add(
-                        WxpayOrder(
-                            mchid=self.merchant.mchid, appid=self.merchant.appid, out_trade_no=out_trade_no,
-                            prepay_id=prepay_id, description=description, amount_fen=amount_fen,
-                            payer_openid=payer_openid, notify_url=notify_url, expires_at=expires_at,
-                            created_at=now, trade_state="NOTPAY",
+                    code_url = None
+                    if trade_type == "NATIVE":
+                        code_url = wire.NATIVE_CODE_URL_PREFIX + secrets.token_urlsafe(12).replace("-", "").replace(
+                            "_", ""
                         )
+                    order = WxpayOrder(
+                        mchid=self.merchant.mchid, appid=self.merchant.appid, out_trade_no=out_trade_no,
+                        prepay_id=prepay_id, trade_type=trade_type, code_url=code_url, description=description,
+                        amount_fen=amount_fen, payer_openid=payer_openid, notify_url=notify_url,
+                        expires_at=expires_at, created_at=now, trade_state="NOTPAY",
                     )
-                return c.Prepay(prepay_id)
+                    s.add(order)
+                return order
             except IntegrityError:
                 continue  # created meanwhile by a concurrent request: answer as for a repeated one
         raise _reject(c.SYSTEM_ERROR, "could not create the order")
@@ -281,16 +319,16 @@ class SandboxWeChatPay:
             assert o.success_time is not None and o.transaction_id is not None
             lines.append((o.success_time, c.BillLine(
                 trade_time=o.success_time, appid=o.appid, mchid=o.mchid, transaction_id=o.transaction_id,
-                out_trade_no=o.out_trade_no, openid=o.payer_openid, trade_type="JSAPI", trade_state="SUCCESS",
-                settlement_total_fen=o.amount_fen, refund_id="", out_refund_no="", refund_fen=0, refund_status="",
-                description=o.description, order_fen=o.amount_fen,
+                out_trade_no=o.out_trade_no, openid=o.payer_openid or "", trade_type=o.trade_type,
+                trade_state="SUCCESS", settlement_total_fen=o.amount_fen, refund_id="", out_refund_no="",
+                refund_fen=0, refund_status="", description=o.description, order_fen=o.amount_fen,
             )))
         for r in refunds:
             o = refunded_orders[r.out_trade_no]
             assert r.success_time is not None
             lines.append((r.success_time, c.BillLine(
                 trade_time=r.success_time, appid=o.appid, mchid=o.mchid, transaction_id=r.transaction_id,
-                out_trade_no=r.out_trade_no, openid=o.payer_openid, trade_type="JSAPI", trade_state="REFUND",
+                out_trade_no=r.out_trade_no, openid=o.payer_openid or "", trade_type=o.trade_type, trade_state="REFUND",
                 settlement_total_fen=0, refund_id=r.refund_id, out_refund_no=r.out_refund_no,
                 refund_fen=r.refund_fen, refund_status="SUCCESS", description=o.description, order_fen=0,
             )))
@@ -298,15 +336,23 @@ class SandboxWeChatPay:
         return wire.format_bill([line for _, line in lines])
 
     # --- the back office: paying, settling refunds, delivering notifications ---------------------------
-    async def pay(self, reference: str, *, deliver: bool = True) -> c.Transaction:
-        """The payer pays the order named by its prepay_id or out_trade_no; then the TRANSACTION.SUCCESS
-        notification is delivered (unless ``deliver`` is False: it waits for ``deliver``)."""
+    async def pay(
+        self, reference: str, *, deliver: bool = True, payer_openid: str | None = None
+    ) -> c.Transaction:
+        """The payer pays the order named by its prepay_id, out_trade_no or (NATIVE) code_url; then the
+        TRANSACTION.SUCCESS notification is delivered (unless ``deliver`` is False: it waits for
+        ``deliver``). A NATIVE order's payer is whoever scanned: ``payer_openid``, by default
+        ``SANDBOX_PAYER_OPENID``; a JSAPI order can only be paid by the payer it was made for."""
         now = self.clock.now()
         async with self.db.writing() as s:
             order = (
                 await s.execute(
                     select(WxpayOrder)
-                    .where((col(WxpayOrder.prepay_id) == reference) | (col(WxpayOrder.out_trade_no) == reference))
+                    .where(
+                        (col(WxpayOrder.prepay_id) == reference)
+                        | (col(WxpayOrder.out_trade_no) == reference)
+                        | (col(WxpayOrder.code_url) == reference)
+                    )
                     .with_for_update()
                 )
             ).scalar_one_or_none()
@@ -316,6 +362,11 @@ class SandboxWeChatPay:
                 raise _reject(c.ORDERPAID, f"order {order.out_trade_no} is already paid")
             if order.trade_state == "CLOSED":
                 raise _reject(c.ORDER_CLOSED, f"order {order.out_trade_no} is closed")
+            if order.trade_type == "NATIVE":
+                if now < order.expires_at:
+                    order.payer_openid = payer_openid or SANDBOX_PAYER_OPENID
+            elif payer_openid is not None and payer_openid != order.payer_openid:
+                raise _reject(c.INVALID_REQUEST, f"order {order.out_trade_no} is another payer's")
             if now >= order.expires_at:
                 order.trade_state = "CLOSED"  # WeChat Pay closes an order nobody paid in time
                 notification = None
@@ -334,6 +385,14 @@ class SandboxWeChatPay:
         if deliver:
             await self.deliver(notification)
         return transaction
+
+    async def pay_code(
+        self, code_url: str, payer_openid: str | None = None, *, deliver: bool = True
+    ) -> c.Transaction:
+        """A payer scans the kiosk's QR code (a NATIVE order's ``code_url``) and pays it."""
+        if not code_url.startswith(wire.NATIVE_CODE_URL_PREFIX):
+            raise _reject(c.ORDER_NOT_EXIST, "not a WeChat Pay Native code")
+        return await self.pay(code_url, deliver=deliver, payer_openid=payer_openid)
 
     async def settle_refund(self, out_refund_no: str, status: str = "SUCCESS", *, deliver: bool = True) -> c.Refund:
         """WeChat Pay finishes a PROCESSING refund (SUCCESS, or ABNORMAL/CLOSED giving the amount back)."""

@@ -155,6 +155,18 @@ def wechatpay_sandbox_app(
         )
         return {"prepay_id": prepay.prepay_id}
 
+    async def native(sandbox: SandboxWeChatPay, request: Request, p: dict[str, Any]) -> Any:
+        if text(p, "appid") != sandbox.merchant.appid or text(p, "mchid") != sandbox.merchant.mchid:
+            raise _Refused(c.PARAM_ERROR, "appid and mchid do not match")
+        if "payer" in p:
+            raise _Refused(c.PARAM_ERROR, "a Native order has no payer: whoever scans the code pays")
+        expires: datetime = wire.parse_time(text(p, "time_expire"))
+        prepay = await sandbox.prepay_native(
+            text(p, "out_trade_no"), text(p, "description"), need(p, "amount", "total"), text(p, "notify_url"),
+            expires,
+        )
+        return {"code_url": prepay.code_url}
+
     async def query(sandbox: SandboxWeChatPay, request: Request, _: Any) -> Any:
         mchid_query(sandbox, request)
         return wire.transaction_json(await sandbox.query(request.path_params["out_trade_no"]))
@@ -229,6 +241,7 @@ def wechatpay_sandbox_app(
         routes=[
             *(med_ins_routes if get_med_ins is not None else []),
             Route(f"{prefix}/jsapi", endpoint(jsapi), methods=["POST"]),
+            Route(f"{prefix}/native", endpoint(native), methods=["POST"]),
             Route(f"{prefix}/out-trade-no/{{out_trade_no}}", endpoint(query), methods=["GET"]),
             Route(f"{prefix}/out-trade-no/{{out_trade_no}}/close", endpoint(close), methods=["POST"]),
             Route("/v3/refund/domestic/refunds", endpoint(refund), methods=["POST"]),

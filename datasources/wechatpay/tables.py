@@ -22,9 +22,11 @@ class WxpayOrder(SQLModel, table=True):
     appid: str = Field(max_length=32)
     out_trade_no: str = Field(max_length=32, unique=True)
     prepay_id: str = Field(max_length=64, unique=True)
+    trade_type: str = Field(default="JSAPI", max_length=16)  # JSAPI, NATIVE
+    code_url: str | None = Field(default=None, max_length=64, index=True)  # NATIVE: the QR code's content
     description: str = Field(max_length=127)
     amount_fen: int
-    payer_openid: str = Field(max_length=128)
+    payer_openid: str | None = Field(default=None, max_length=128)  # NATIVE: None until paid
     notify_url: str = Field(max_length=256)
     expires_at: datetime = Field(sa_column=_at())
     created_at: datetime = Field(sa_column=_at())

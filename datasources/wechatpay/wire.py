@@ -40,6 +40,7 @@ from datasources.money import AmountError, fen_from_yuan, yuan_text
 from datasources.wechatpay import contract as c
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
+NATIVE_CODE_URL_PREFIX = "weixin://wxpay/bizpayurl?pr="  # a Native order's code_url, shown as a QR code
 AEAD = "AEAD_AES_256_GCM"
 _ALPHANUM = string.ascii_letters + string.digits
 
@@ -253,7 +254,7 @@ def transaction_json(t: c.Transaction) -> dict[str, Any]:
         "appid": t.appid,
         "mchid": t.mchid,
         "out_trade_no": t.out_trade_no,
-        "trade_type": "JSAPI",
+        "trade_type": t.trade_type,
         "trade_state": t.trade_state,
         "trade_state_desc": t.trade_state_desc,
         "amount": {"total": t.amount_fen, "currency": "CNY"},
@@ -287,6 +288,7 @@ def to_transaction(d: Any) -> c.Transaction:
             payer_total_fen=_int(amount["payer_total"]) if "payer_total" in amount else None,
             payer_openid=payer.get("openid") or None,
             success_time=parse_time(d["success_time"]) if d.get("success_time") else None,
+            trade_type=str(d.get("trade_type") or "JSAPI"),
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise WireError(f"transaction lacks {exc}") from exc
