@@ -11,6 +11,7 @@ emits DER signatures. SM2 is used for signatures only; keys travel wrapped with 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -228,6 +229,14 @@ def public_key_pem(key: PrivateKey | PublicKey) -> bytes:
 
 
 def load_private_key(pem: bytes, *, password: bytes | None = None) -> PrivateKey:
+    """Loaded once per PEM: checking an RSA private key on load costs ~50 ms here (cryptography
+    validates it), and a merchant key signs every payment request and paySign. Key objects are
+    immutable, so the same one serves every caller."""
+    return _load_private_key(bytes(pem), password)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_private_key(pem: bytes, password: bytes | None) -> PrivateKey:
     try:
         key = serialization.load_pem_private_key(pem, password=password)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -244,6 +253,11 @@ def load_private_key(pem: bytes, *, password: bytes | None = None) -> PrivateKey
 
 
 def load_public_key(pem: bytes) -> PublicKey:
+    return _load_public_key(bytes(pem))
+
+
+@functools.lru_cache(maxsize=256)
+def _load_public_key(pem: bytes) -> PublicKey:
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError, UnsupportedAlgorithm):
