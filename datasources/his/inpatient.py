@@ -14,8 +14,10 @@ the bed; it can be undone (召回) until the stay is settled. The settlement is 
 insurance platform's 2304 and any payment at the channel: the insurance parts, what the stay's
 inpatient deposit (``HISBilling``'s INPATIENT account of this ``admission_id``) pays, what was paid at
 discharge, and the surplus left in that deposit for the BFF to refund (``HISBilling.refund_deposit``,
-top-up by top-up, by the route it came). ``cancel_settlement`` is the compensation when a later step
-of the BFF's flow fails.
+top-up by top-up, by the route it came). The settlement is also a payment of ``HISBilling.ledger``
+under its reference (what the daily reconciliation matches the channel's bill with), so a refund of
+the part paid at discharge is written back with ``HISBilling.refund`` naming it.
+``cancel_settlement`` is the compensation when a later step of the BFF's flow fails.
 
 Every write names the BFF's own reference and is idempotent per reference, across all the writes
 of this contract: the same reference with the same content returns the first answer, with other
@@ -46,7 +48,7 @@ INVALID_DISCHARGE_TIME = "INVALID_DISCHARGE_TIME"  # before the admission
 NOT_DISCHARGE_REGISTERED = "NOT_DISCHARGE_REGISTERED"  # settle / undo_discharge on a stay not discharge-registered
 ALREADY_SETTLED = "ALREADY_SETTLED"  # undo_discharge or another settlement of a settled stay
 SETTLEMENT_NOT_FOUND = "SETTLEMENT_NOT_FOUND"  # cancel_settlement names no settlement in force of the stay
-AMOUNT_MISMATCH = "AMOUNT_MISMATCH"  # total is not the fees' total, or the parts do not add up
+AMOUNT_MISMATCH = "AMOUNT_MISMATCH"  # total is not the fees' total, the parts do not add up, or no channel
 INSURANCE_MISMATCH = "INSURANCE_MISMATCH"  # insurance parts or setl_id on a self-pay stay, no setl_id on an insured one
 INSUFFICIENT_DEPOSIT = "INSUFFICIENT_DEPOSIT"  # deposit_used_fen beyond the stay's deposit balance
 REFERENCE_REUSED = "REFERENCE_REUSED"
@@ -216,7 +218,7 @@ class InpatientSettlement:
     self_pay_fen: int  # paid at discharge by a channel
     surplus_fen: int  # deposit left over, for the BFF to refund
     insurance_settlement_id: str  # 2304's setl_id; "" for a self-pay stay
-    self_pay_channel: str = ""  # HISBilling's channel codes (WECHAT_PAY ...), "" when nothing was paid
+    self_pay_channel: str = ""  # HISBilling's channel codes (WECHAT_PAY ...); required with self_pay_fen
     channel_trade_no: str = ""
     settled_at: datetime | None = None
 

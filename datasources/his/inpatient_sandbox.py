@@ -7,7 +7,8 @@ the first was still running waits for it and returns its answer, the one kept in
 ``his_inpatient_write``. A bed is taken by a conditional update, so of two stays racing for it one
 wins and the other is refused BED_TAKEN. The stay's deposit is ``HISBilling``'s INPATIENT account of
 its ``admission_id``, changed in the same transaction, with entries of the same kinds (PAYMENT when a
-settlement uses it, PAYMENT_REFUND when a cancellation gives it back).
+settlement uses it, PAYMENT_REFUND when a cancellation gives it back); the settlement itself is a
+``his_payment`` of kind INPATIENT, so billing's ledger and its refunds see it as any other payment.
 
 Faults on demand (``SandboxHISInpatientAdmin.fail_next``) live in the database, so the sandbox
 served over HTTP obeys them too: the next call of a write raises ``SourceUnavailable`` (served: a
@@ -43,7 +44,7 @@ from datasources.his.billing_sandbox import (
     _instant,
     _pk,
 )
-from datasources.his.billing_tables import HisDepositAccount
+from datasources.his.billing_tables import HisDepositAccount, HisPayment
 from datasources.his.inpatient_tables import (
     HisAdmission,
     HisAdmissionNotice,
@@ -66,6 +67,7 @@ WRITES = frozenset(
     {"admit", "convert_to_insurance", "register_discharge", "undo_discharge", "settle", "cancel_settlement"}
 )
 ADMISSION_PREFIX = "ZY"  # 住院号 = ZY + eight digits
+LEDGER_KIND = "INPATIENT"  # HisPayment.kind of a discharge settlement on the billing ledger
 
 
 def _reject(code: str, detail: str = "") -> SourceRejected:
@@ -182,6 +184,34 @@ def _check_parts(st: i.InpatientSettlement, fees_fen: int, admission_type: str) 
         raise _reject(i.INSURANCE_MISMATCH, "a self-pay stay has no insurance parts nor setl_id")
     if admission_type == i.INSURANCE and not st.insurance_settlement_id:
         raise _reject(i.INSURANCE_MISMATCH, "an insured stay is settled with the platform's setl_id")
+    if st.self_pay_fen and not st.self_pay_channel:
+        raise _reject(i.AMOUNT_MISMATCH, "a part paid at discharge names its channel")
+
+
+def _ledger_payment(st: i.InpatientSettlement, row: HisInpatientSettlement, now: datetime) -> HisPayment:
+    """The settlement as a payment of the HIS's cash ledger (``HISBilling.ledger``), which the daily
+    reconciliation reads: the part paid at discharge is matched there with the channel's bill by
+    this reference, and a refund of it is written back with ``HISBilling.refund`` naming it."""
+    insured = st.fund_fen + st.personal_account_fen + st.family_account_fen
+    return HisPayment(
+        reference=st.reference,
+        fingerprint=_fingerprint("settle", row.admission_id, st.reference),
+        kind=LEDGER_KIND,
+        patient_id=row.patient_id,
+        channel=st.self_pay_channel if st.self_pay_fen else b.INSURANCE if insured else b.DEPOSIT,
+        total_fen=st.total_fen,
+        self_pay_fen=st.self_pay_fen,
+        fund_fen=st.fund_fen,
+        personal_account_fen=st.personal_account_fen,
+        family_account_fen=st.family_account_fen,
+        deposit_fen=st.deposit_used_fen,
+        channel_trade_no=st.channel_trade_no,
+        insurance_settlement_id=st.insurance_settlement_id,
+        paid_at=row.settled_at,
+        recorded_at=now,
+        receipt_no=row.receipt_no,
+        deposit_account_id=row.deposit_account_id,
+    )
 
 
 class SandboxHISInpatient:
@@ -562,6 +592,9 @@ class SandboxHISInpatient:
                 raise _reject(i.AMOUNT_MISMATCH, f"{balance - st.deposit_used_fen} of the deposit is left over")
             if st.self_pay_fen and st.surplus_fen:
                 raise _reject(i.AMOUNT_MISMATCH, "the deposit is used up before anything is paid at discharge")
+            on_ledger = select(col(HisPayment.id)).where(col(HisPayment.reference) == st.reference)
+            if (await s.execute(on_ledger)).first() is not None:
+                raise _reject(i.REFERENCE_REUSED, f"reference {st.reference} is a payment of HIS billing")
             if account is not None and st.deposit_used_fen:
                 account.balance_fen -= st.deposit_used_fen
                 s.add(_entry(account, "PAYMENT", st.reference, -st.deposit_used_fen, now))
@@ -588,6 +621,8 @@ class SandboxHISInpatient:
             s.add(row)
             await s.flush()
             row.receipt_no = f"ZJ{local_date(now):%Y%m%d}{row.id:08d}"
+            if st.total_fen:
+                s.add(_ledger_payment(st, row, now))
             stay.status = i.SETTLED
             await s.flush()
             return to_receipt(row)

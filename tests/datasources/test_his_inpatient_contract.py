@@ -815,3 +815,35 @@ async def test_a_demo_day_charges_the_bed_at_its_own_fee_and_the_usual_care(stag
     assert fees.total_fen == 12500
     with pytest.raises(ValueError, match="no stay"):
         await stage.admin.charge_bed_day("ZY0", stage.clock.now())
+
+
+async def test_a_settlement_is_on_the_billing_ledger_and_its_self_paid_part_refunded_there(stage: Stage) -> None:
+    stay = await stage.admitted()
+    await stage.top_up(stay, 3000, "DEP-1")
+    await stage.charge(stay)
+    await stage.discharged(stay)
+    no_channel = replace(settlement("SET-0", FEES, deposit_used=3000), self_pay_channel="")
+    assert await rejected(stage.inpatient.settle(stay.admission_id, no_channel)) == i.AMOUNT_MISMATCH
+    receipt = await stage.inpatient.settle(stay.admission_id, settlement("SET-1", FEES, deposit_used=3000))
+    ledger = await stage.billing.ledger(date(2026, 11, 23))
+    assert [(e.kind, e.reference, e.channel, e.amount_fen, e.self_pay_fen) for e in ledger] == [
+        ("PAYMENT", "DEP-1", b.WECHAT_PAY, 3000, 3000),
+        ("PAYMENT", "SET-1", b.WECHAT_PAY, FEES, FEES - 3000),
+    ]
+    assert ledger[1].receipt_no == receipt.receipt_no
+    assert ledger[1].channel_trade_no == "42000SET-1"
+
+    # the flow's compensation: the HIS settlement cancelled, the channel refunded, the refund written back
+    await stage.inpatient.cancel_settlement(stay.admission_id, settlement_reference="SET-1", reference="C-1")
+    back = b.RefundRecord("RF-1", "SET-1", FEES - 3000, FEES - 3000, 0, "出院结算撤销")
+    await stage.billing.refund(back)
+    assert [(e.kind, e.reference, e.self_pay_fen) for e in await stage.billing.ledger(date(2026, 11, 23))][-1] == (
+        "REFUND",
+        "RF-1",
+        FEES - 3000,
+    )
+    assert await stage.deposit(stay) == 3000
+
+    # a reference the billing ledger already holds is not a settlement's
+    reused = settlement("DEP-1", FEES, deposit_used=3000)
+    assert await rejected(stage.inpatient.settle(stay.admission_id, reused)) == i.REFERENCE_REUSED
