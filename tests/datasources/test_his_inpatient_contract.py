@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from datasources.clock import SHANGHAI, FixedClock
 from datasources.errors import SourceRejected, SourceUnavailable
@@ -847,3 +849,50 @@ async def test_a_settlement_is_on_the_billing_ledger_and_its_self_paid_part_refu
     # a reference the billing ledger already holds is not a settlement's
     reused = settlement("DEP-1", FEES, deposit_used=3000)
     assert await rejected(stage.inpatient.settle(stay.admission_id, reused)) == i.REFERENCE_REUSED
+
+
+async def test_one_notice_scanned_twice_at_once_admits_one_stay(stage: Stage) -> None:
+    card = await stage.patient()
+    ward_id = await stage.ward()
+    code = await stage.notice(card, ward_id)
+    beds = await stage.inpatient.free_beds(ward_id)
+    outcomes = await asyncio.gather(
+        *(
+            stage.inpatient.admit(
+                code,
+                his_patient_id=card.his_patient_id,
+                bed_id=bed.id,
+                admission_type=i.SELF_PAY,
+                insurance_visit_id=None,
+                reference=f"ADM-{bed.bed_no}",
+            )
+            for bed in beds
+        ),
+        return_exceptions=True,
+    )
+    won = [o for o in outcomes if isinstance(o, i.Admission)]
+    assert len(won) == 1
+    assert {o.code for o in outcomes if isinstance(o, SourceRejected)} == {i.NOTICE_USED}
+    assert len(await stage.inpatient.free_beds(ward_id)) == len(beds) - 1
+
+
+async def test_a_read_that_fails_is_asked_again(db: Database, clock: FixedClock) -> None:
+    served = his_inpatient_sandbox_app(lambda: SandboxHISInpatient(db, clock))
+    attempts: list[str] = []
+
+    async def first_attempt_fails(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            attempts.append(scope["path"])
+            if len(attempts) == 1:
+                await JSONResponse(wire.rejection(wire.UNAVAILABLE, "busy"), status_code=503)(scope, receive, send)
+                return
+        await served(scope, receive, send)
+
+    live = await LiveServer(first_attempt_fails).start()  # type: ignore[arg-type]
+    client = HttpHISInpatient(live.url, timeout=5, backoff_seconds=0)
+    try:
+        assert await client.admissions_of(["1"]) == []
+        assert len(attempts) == 2
+    finally:
+        await client.aclose()
+        await live.stop()
