@@ -63,6 +63,7 @@ from resolvers.payments.channels import (
     InsuranceOnlyChannel,
     PaymentChannel,
     WeChatMedInsChannel,
+    WeChatNativeChannel,
     WeChatPayChannel,
 )
 from resolvers.reconciliation import runs as reconciliation_runs
@@ -99,6 +100,7 @@ def payments_of(settings: Settings, sources: Sources) -> payment_orders.Payments
     channels: dict[str, PaymentChannel] = {}
     if sources.wechatpay is not None:
         channels["WECHAT_PAY"] = WeChatPayChannel(sources.wechatpay)
+        channels["WECHAT_NATIVE"] = WeChatNativeChannel(sources.wechatpay)
     if sources.alipay is not None:
         channels["ALIPAY"] = AlipayChannel(sources.alipay)
     if sources.wechatpay is not None and sources.wechat_med_ins is not None:

@@ -40,6 +40,10 @@ class BFFGraphQL(GraphQL[Context, None]):
             deps=self.deps, loaders=Loaders(self.deps), request=request, response=response,
             request_id=request_id(request.headers.get("x-request-id")),
         )
+        payments = self.deps.payments
+        if payments is not None and not payments.public_base_url and isinstance(request, Request):
+            # Development without PUBLIC_BASE_URL: the channels notify the address requests come to.
+            payments.public_base_url = str(request.base_url).rstrip("/")
         # On a WebSocket this runs once per connection; browsers cannot set headers on the upgrade,
         # so the token usually arrives in connection_init instead (on_ws_connect).
         context.viewer, context.auth_error = await resolve_viewer(

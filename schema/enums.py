@@ -115,13 +115,22 @@ class DepositKind(Enum):
 
 @strawberry.enum(
     description="How the patient paid: WECHAT_MED_INS is WeChat Pay's medical-insurance order (insurance and cash "
-    "together); INSURANCE is an order the insurance paid in full."
+    "together); INSURANCE is an order the insurance paid in full; WECHAT_NATIVE and ALIPAY_QR are codes scanned at "
+    "a kiosk."
 )
 class PaymentChannel(Enum):
     WECHAT_PAY = "WECHAT_PAY"
     ALIPAY = "ALIPAY"
     WECHAT_MED_INS = "WECHAT_MED_INS"
     INSURANCE = "INSURANCE"
+    WECHAT_NATIVE = "WECHAT_NATIVE"
+    ALIPAY_QR = "ALIPAY_QR"
+
+
+@strawberry.enum(description="How a kiosk takes money: a QR code of WeChat Pay (Native) or Alipay the patient scans.")
+class KioskPaymentChannel(Enum):
+    WECHAT_NATIVE = "WECHAT_NATIVE"
+    ALIPAY_QR = "ALIPAY_QR"
 
 
 @strawberry.enum(

@@ -10,6 +10,7 @@ import strawberry
 
 from resolvers import kiosk
 from resolvers.errors import DomainError, InvalidInput
+from resolvers.payments import at_kiosk
 from resolvers.privacy import mask_card_number, mask_name
 from schema.common import (
     Ctx,
@@ -18,8 +19,9 @@ from schema.common import (
     NotAllowedError,
     ServiceUnavailableError,
 )
+from schema.enums import KioskPaymentChannel
 from schema.errors import user_error
-from schema.payments import PendingBill
+from schema.payments import PaymentOrder, PayPayload, PendingBill, orders_of, payment_started
 from schema.permissions import IsDevice
 
 
@@ -75,6 +77,14 @@ class KioskCreateRecordInput:
     address: str | None = None
 
 
+@strawberry.input
+class KioskPayBillsInput:
+    ticket: str
+    bill_ids: list[strawberry.ID]
+    channel: KioskPaymentChannel
+    idempotency_key: str = strawberry.field(description="A new UUID per payment attempt; resend it on retry.")
+
+
 @strawberry.type
 class KioskBills:
     bills: list[PendingBill]
@@ -87,6 +97,19 @@ KioskBillsPayload = Annotated[KioskBills | _Errors, strawberry.union("KioskBills
 
 @strawberry.type
 class KioskQuery:
+    @strawberry.field(
+        permission_classes=[IsDevice],
+        description="One of this device's payments, as it stands now (poll it while the QR code shows).",
+    )
+    async def kiosk_payment(self, info: Ctx, order_no: str) -> PaymentOrder | None:
+        try:
+            found = await at_kiosk.order(
+                info.context.deps, device_account_id=info.context.viewer.account_id or 0, order_no=order_no
+            )
+        except DomainError:
+            return None
+        return (await orders_of(info, [found]))[0]
+
     @strawberry.field(permission_classes=[IsDevice], description="待缴费 of the identified patient.")
     async def kiosk_pending_bills(self, info: Ctx, ticket: str) -> KioskBillsPayload:
         try:
@@ -119,6 +142,21 @@ class KioskMutation:
         except DomainError as exc:
             return user_error(exc)
         return PatientIdentified.of(found)
+
+    @strawberry.mutation(
+        permission_classes=[IsDevice],
+        description="自助缴费: the identified patient's bills, paid by scanning the code the kiosk shows (qrContent).",
+    )
+    async def kiosk_pay_bills(self, info: Ctx, input: KioskPayBillsInput) -> PayPayload:
+        try:
+            started = await at_kiosk.pay_bills(
+                info.context.deps, device_account_id=info.context.viewer.account_id or 0, token=input.ticket,
+                bill_ids=[str(i) for i in input.bill_ids], channel_code=input.channel.value,
+                idempotency_key=input.idempotency_key,
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return payment_started(info.context.deps.payments, started)  # type: ignore[arg-type]
 
     @strawberry.mutation(
         permission_classes=[IsDevice], description="建档: a hospital record for the identified patient who has none."

@@ -187,18 +187,25 @@ class PaymentStarted:
     wechat_medical_insurance: WeChatMedicalInsuranceParameters | None
     alipay: AlipayParameters | None
     link: str = strawberry.field(description="The order's payment page, for someone else to open or scan.")
+    qr_content: str | None = strawberry.field(
+        description="At a kiosk: the channel's own code to show (WeChat's code_url, Alipay's qr_code); null otherwise."
+    )
 
-    @strawberry.field(description="The link as a QR code: a PNG, base64 (drawn only when asked: ~10 ms).")
+    @strawberry.field(
+        description="What to show as a QR code (qrContent at a kiosk, else the link): a PNG, base64, drawn when asked."
+    )
     def qr_code_png(self) -> str:
-        return base64.b64encode(payment_qr_png(self.link)).decode() if self.link else ""
+        content = self.qr_content or self.link
+        return base64.b64encode(payment_qr_png(content)).decode() if content else ""
 
 
-def _started(payments: o.Payments, result: outpatient.Started) -> PaymentStarted:
+def payment_started(payments: o.Payments, result: outpatient.Started) -> PaymentStarted:
     p = result.client
     link = payments.link(result.order.order_no)
     return PaymentStarted(
         order=PaymentOrder.of(result.order, []),
         link=link,
+        qr_content=p.get("qrCode"),
         wechat_pay=WeChatPayParameters(
             app_id=p["appId"], time_stamp=p["timeStamp"], nonce_str=p["nonceStr"], package=p["package"],
             sign_type=p["signType"], pay_sign=p["paySign"],
@@ -309,19 +316,10 @@ async def payment(info: Ctx, order_no: str) -> PaymentOrder | None:
     return (await orders_of(info, [found]))[0]
 
 
-def _learn_base_url(info: Ctx) -> None:
-    """Development without PUBLIC_BASE_URL: the channels notify the address this request came to."""
-    payments = info.context.deps.payments
-    request = info.context.request
-    if payments is not None and not payments.public_base_url and request is not None:
-        payments.public_base_url = str(request.base_url).rstrip("/")
-
-
 @strawberry.type
 class PaymentsMutation:
     @strawberry.mutation(permission_classes=[IsPatient], description="挂号缴费: pay a registration's fee in this app.")
     async def pay_registration(self, info: Ctx, input: PayRegistrationInput) -> PayPayload:
-        _learn_base_url(info)
         viewer = info.context.viewer
         try:
             started = await outpatient.pay_registration(
@@ -330,11 +328,10 @@ class PaymentsMutation:
             )
         except DomainError as exc:
             return user_error(exc)
-        return _started(info.context.deps.payments, started)  # type: ignore[arg-type]
+        return payment_started(info.context.deps.payments, started)  # type: ignore[arg-type]
 
     @strawberry.mutation(permission_classes=[IsPatient], description="门诊缴费: bills paid as one.")
     async def pay_bills(self, info: Ctx, input: PayBillsInput) -> PayPayload:
-        _learn_base_url(info)
         viewer = info.context.viewer
         try:
             started = await outpatient.pay_bills(
@@ -343,7 +340,7 @@ class PaymentsMutation:
             )
         except DomainError as exc:
             return user_error(exc)
-        return _started(info.context.deps.payments, started)  # type: ignore[arg-type]
+        return payment_started(info.context.deps.payments, started)  # type: ignore[arg-type]
 
     @strawberry.mutation(
         permission_classes=[IsPatient],
@@ -364,7 +361,6 @@ class PaymentsMutation:
         description="预交金充值: top up a deposit (arrears are cleared first); pay here, or share the link/QR code.",
     )
     async def top_up_deposit(self, info: Ctx, input: TopUpDepositInput) -> PayPayload:
-        _learn_base_url(info)
         viewer = info.context.viewer
         try:
             started = await deposits.top_up(
@@ -375,7 +371,7 @@ class PaymentsMutation:
             )
         except DomainError as exc:
             return user_error(exc)
-        return _started(info.context.deps.payments, started)  # type: ignore[arg-type]
+        return payment_started(info.context.deps.payments, started)  # type: ignore[arg-type]
 
     @strawberry.mutation(
         permission_classes=[IsPatient], description="Give up an unpaid payment: it can no longer be paid."
@@ -395,7 +391,6 @@ class PaymentsMutation:
         "the rest in cash in the same order.",
     )
     async def pay_bills_with_insurance(self, info: Ctx, input: PayBillsWithInsuranceInput) -> PayPayload:
-        _learn_base_url(info)
         viewer = info.context.viewer
         try:
             started = await insured.pay_bills(
@@ -405,4 +400,4 @@ class PaymentsMutation:
             )
         except DomainError as exc:
             return user_error(exc)
-        return _started(info.context.deps.payments, started)  # type: ignore[arg-type]
+        return payment_started(info.context.deps.payments, started)  # type: ignore[arg-type]

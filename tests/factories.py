@@ -198,3 +198,24 @@ class Hospital:
         client, token, _ = await self.login(client_url, handle.subject)
         handle.client, handle.token = client, token
         return handle
+
+
+async def his_card_of(db: Database, patient_id: str | int) -> tuple[str, str]:
+    """The HIS patient id and card number behind a BFF patient (the API shows the card masked), for
+    tests that act as the HIS (billing a visit, adding arrears)."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from datasources.his.tables import HisCard
+    from datasources.store.models import MedicalCardBinding
+
+    async with db.reading() as s:
+        binding = (
+            await s.execute(select(MedicalCardBinding).where(col(MedicalCardBinding.patient_id) == int(patient_id)))
+        ).scalars().first()
+        assert binding is not None, f"patient {patient_id} has no card"
+        card = (
+            await s.execute(select(HisCard).where(col(HisCard.patient_id) == int(binding.his_patient_id)))
+        ).scalars().first()
+    assert card is not None
+    return binding.his_patient_id, card.card_no

@@ -242,3 +242,18 @@ class InsuranceOnlyChannel:
 
     async def refund_state(self, *, order_no: str, refund_no: str) -> RefundState | None:
         return RefundState("SUCCEEDED", refund_no)
+
+
+class WeChatNativeChannel(WeChatPayChannel):
+    """WeChat Pay Native: the kiosk shows ``code_url`` as a QR code and whoever scans it pays."""
+
+    code = "WECHAT_NATIVE"
+
+    async def open(
+        self, *, order_no: str, description: str, amount_fen: int, payer: str, notify_url: str, expires_at: datetime
+    ) -> str:
+        prepay = await self.api.prepay_native(order_no, description, amount_fen, notify_url, expires_at)
+        return prepay.code_url
+
+    def client_parameters(self, channel_ref: str) -> dict[str, str]:
+        return {"qrCode": channel_ref}

@@ -17,7 +17,7 @@ from resolvers import idempotency, patients
 from resolvers.deps import Deps
 from resolvers.errors import InvalidInput, MedicalCardRequired, NotFound, in_service
 from resolvers.payments import orders as o
-from resolvers.payments.outpatient import Started, _started, payer, payments_of
+from resolvers.payments.outpatient import Started, payer, payments_of, started_of
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ async def top_up(
         request={"patientId": patient_id, "kind": kind, "admissionId": admission_id, "amountFen": amount_fen},
         run=run,
     )
-    return await _started(deps, payments, order_no)
+    return await started_of(deps, payments, order_no)
 
 
 async def write_back(deps: Deps, order: o.Order) -> b.Receipt | None:

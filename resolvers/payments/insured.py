@@ -37,7 +37,7 @@ from resolvers.errors import (
     ServiceUnavailable,
 )
 from resolvers.payments import orders as o
-from resolvers.payments.outpatient import Started, _started, bills_of, payer, payments_of
+from resolvers.payments.outpatient import Started, bills_of, payer, payments_of, started_of
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ async def pay_bills(
         deps.db, deps.clock, account_id=account_id, scope="payBillsWithInsurance", key=idempotency_key,
         request={"billIds": wanted, "authCode": auth_code}, run=run,
     )
-    return await _started(deps, payments, order_no)
+    return await started_of(deps, payments, order_no)
 
 
 async def _authorization(

@@ -41,11 +41,17 @@ REFUNDING, REFUNDED = "REFUNDING", "REFUNDED"  # all of it going back / back
 OPEN = (CREATED, PAYING)
 REGISTRATION, BILLS, DEPOSIT = "REGISTRATION", "BILLS", "DEPOSIT"
 CHANNEL_DOWN = "The payment service is not answering; please try again in a moment."
-HIS_CHANNEL = {"WECHAT_PAY": b.WECHAT_PAY, "ALIPAY": b.ALIPAY, "WECHAT_MED_INS": b.WECHAT_PAY, "INSURANCE": b.INSURANCE}
+HIS_CHANNEL = {
+    "WECHAT_PAY": b.WECHAT_PAY, "ALIPAY": b.ALIPAY, "WECHAT_MED_INS": b.WECHAT_PAY, "INSURANCE": b.INSURANCE,
+    "WECHAT_NATIVE": b.WECHAT_PAY, "ALIPAY_QR": b.ALIPAY,
+}
 # Outside /callbacks/: the channels sign with their own keys, not as apps of the gateway.
 NOTIFY_PREFIX = "/payments/notify/"
 LINK_PREFIX = "/pay/"
-NOTIFY_PATHS = {"WECHAT_PAY": "wechatpay", "ALIPAY": "alipay", "WECHAT_MED_INS": "wechatpay-medins", "INSURANCE": ""}
+NOTIFY_PATHS = {
+    "WECHAT_PAY": "wechatpay", "ALIPAY": "alipay", "WECHAT_MED_INS": "wechatpay-medins", "INSURANCE": "",
+    "WECHAT_NATIVE": "wechatpay", "ALIPAY_QR": "alipay",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ async def payer(deps: Deps, *, account_id: int, session_channel: str | None) -> 
     return front_end.payment, subject
 
 
-async def _started(deps: Deps, payments: o.Payments, order_no: str) -> Started:
+async def started_of(deps: Deps, payments: o.Payments, order_no: str) -> Started:
     order = await o.load(deps, order_no)
     assert order is not None
     if order.status == o.CLOSED:
@@ -93,7 +93,7 @@ async def pay_registration(
         deps.db, deps.clock, account_id=account_id, scope="payRegistration", key=idempotency_key,
         request={"registrationId": registration_id}, run=run,
     )
-    return await _started(deps, payments, order_no)
+    return await started_of(deps, payments, order_no)
 
 
 def _why_not_payable(r: his.Registration) -> str:
@@ -165,7 +165,7 @@ async def pay_bills(
         deps.db, deps.clock, account_id=account_id, scope="payBills", key=idempotency_key,
         request={"billIds": wanted}, run=run,
     )
-    return await _started(deps, payments, order_no)
+    return await started_of(deps, payments, order_no)
 
 
 async def confirm_payment(deps: Deps, *, account_id: int, order_no: str) -> o.Order:

@@ -12,7 +12,7 @@ from datasources.clock import FixedClock
 from datasources.face.sandbox import SandboxFaceVerification
 from resolvers import apps
 from tests.conftest import LiveServer
-from tests.factories import Hospital, resident_id
+from tests.factories import Hospital, his_card_of, resident_id
 
 IDENTIFY_BY_CARD = """
 mutation ($name: String!, $number: String!) {
@@ -128,3 +128,52 @@ async def test_only_signed_devices_reach_the_kiosk(server: LiveServer, clock: Fi
         response = await client.post(IDENTIFY_BY_CARD, {"name": patient.name, "number": patient.document_number})
         [error] = response.json()["errors"]
         assert error["extensions"]["code"] in ("UNAUTHENTICATED", "FORBIDDEN")
+
+
+PAY_AT_KIOSK = """
+mutation ($ticket: String!, $ids: [ID!]!, $key: String!) {
+  kioskPayBills(input: {ticket: $ticket, billIds: $ids, channel: WECHAT_NATIVE, idempotencyKey: $key}) {
+    __typename
+    ... on PaymentStarted { order { orderNo status channel amount { fen } } qrContent qrCodePng wechatPay { paySign } }
+    ... on UserError { code message }
+  }
+}"""
+KIOSK_PAYMENT = "query ($no: String!) { kioskPayment(orderNo: $no) { status channel receiptNo } }"
+BILL_IDS = "query ($ticket: String!) { kioskPendingBills(ticket: $ticket) { ... on KioskBills { bills { id } } } }"
+
+
+async def test_the_kiosk_takes_a_bill_by_a_code_the_patient_scans(server: LiveServer, clock: FixedClock) -> None:
+    import base64
+    import uuid
+
+    from datasources.his import billing as b
+    from datasources.his.billing_sandbox import SandboxHISBillingAdmin
+    from resolvers.payment_link import payment_qr_png
+
+    hospital = await Hospital(server.deps.db, clock).build()
+    patient = await hospital.patient(server.url, name="冯十二")
+    kiosk = await device(server, "kiosk-pay")
+    found = await _identified(kiosk, patient.name, patient.document_number)
+    his_patient_id, card_no = await his_card_of(server.deps.db, patient.patient_id)
+    item = b.BillItem("E001", "心电图", "", "次", "1", 3000, 3000, "", "A")
+    await SandboxHISBillingAdmin(server.deps.db).add_bill(
+        his_patient_id, card_no, department_id=hospital.department_id, doctor_id=hospital.doctor_id,
+        category=b.EXAM, title="检查", items=[item], at=clock.now(),
+    )
+    ids = [x["id"] for x in (await kiosk.execute(BILL_IDS, {"ticket": found["ticket"]}))["kioskPendingBills"]["bills"]]
+    started = (await kiosk.execute(PAY_AT_KIOSK, {"ticket": found["ticket"], "ids": ids, "key": str(uuid.uuid4())}))
+    result = started["kioskPayBills"]
+    assert result["__typename"] == "PaymentStarted", result
+    assert (result["order"]["channel"], result["order"]["amount"]["fen"]) == ("WECHAT_NATIVE", 3000)
+    assert result["qrContent"].startswith("weixin://wxpay/bizpayurl?pr=") and result["wechatPay"] is None
+    assert base64.b64decode(result["qrCodePng"]) == payment_qr_png(result["qrContent"])
+    order_no = result["order"]["orderNo"]
+    assert (await kiosk.execute(KIOSK_PAYMENT, {"no": order_no}))["kioskPayment"]["status"] == "PAYING"
+
+    await server.deps.sources.wechatpay.pay_code(result["qrContent"])  # type: ignore[union-attr]
+    paid = (await kiosk.execute(KIOSK_PAYMENT, {"no": order_no}))["kioskPayment"]
+    assert paid["status"] == "SETTLED" and paid["receiptNo"]
+    assert (await kiosk.execute(BILLS, {"ticket": found["ticket"]}))["kioskPendingBills"]["bills"] == []
+    # Another device sees nothing of it.
+    other = await device(server, "kiosk-other")
+    assert (await other.execute(KIOSK_PAYMENT, {"no": order_no}))["kioskPayment"] is None
