@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from sqlalchemy import delete
@@ -49,51 +50,54 @@ async def _once(
         raise
 
 
-def wechatpay_notified(get_deps: Callable[[], Deps]) -> Endpoint:
+def _wechat_endpoint(
+    get_deps: Callable[[], Deps], which: str, handle: Callable[[Deps, Any, Any], Awaitable[None]]
+) -> Endpoint:
+    """A WeChat Pay callback: signature and freshness verified, resource decrypted (by the source's
+    ``parse`` for ``which``: the plain API or the medical-insurance one), then ``handle``d; 204 when
+    received, 401 (so WeChat Pay sends it again, and it is refused again) when not genuine."""
+
     async def endpoint(request: Request) -> Response:
         deps = get_deps()
-        api, payments = deps.sources.wechatpay, deps.payments
-        if api is None or payments is None:
-            return JSONResponse({"code": "FAIL", "message": "WeChat Pay is not enabled"}, status_code=404)
-        body = await request.body()
+        api = deps.sources.wechatpay if which == "WECHAT_PAY" else deps.sources.wechat_med_ins
+        if api is None or deps.payments is None:
+            return JSONResponse({"code": "FAIL", "message": f"{which} is not enabled"}, status_code=404)
+        parse = api.parse_notification if which == "WECHAT_PAY" else api.parse_med_ins_notification  # type: ignore[union-attr]
         try:
-            notice = api.parse_notification({k.lower(): v for k, v in request.headers.items()}, body)
+            notice = parse({k.lower(): v for k, v in request.headers.items()}, await request.body())
         except SourceRejected as exc:
-            log.warning("WeChat Pay notification refused: %s", exc.code)
+            log.warning("%s notification refused: %s", which, exc.code)
             return JSONResponse({"code": "FAIL", "message": "signature verification failed"}, status_code=401)
-        if notice.transaction is not None:
-            order_no = notice.transaction.out_trade_no
-            await _once(deps, "WECHAT_PAY", notice.id, order_no, notice.event_type,
-                        lambda: _confirm(deps, payments, order_no))
-        elif notice.refund is not None:
-            refund_no = notice.refund.out_refund_no
-            await _once(deps, "WECHAT_PAY", notice.id, notice.refund.out_trade_no, notice.event_type,
-                        lambda: _refunded(deps, payments, refund_no))
+        await handle(deps, deps.payments, notice)
         return Response(status_code=204)
 
     return endpoint
+
+
+async def _wechat_paid_or_refunded(deps: Deps, payments: orders.Payments, notice: Any) -> None:
+    if notice.transaction is not None:
+        order_no = notice.transaction.out_trade_no
+        await _once(deps, "WECHAT_PAY", notice.id, order_no, notice.event_type,
+                    lambda: _confirm(deps, payments, order_no))
+    elif notice.refund is not None:
+        refund_no = notice.refund.out_refund_no
+        await _once(deps, "WECHAT_PAY", notice.id, notice.refund.out_trade_no, notice.event_type,
+                    lambda: _refunded(deps, payments, refund_no))
+
+
+async def _wechat_med_ins_paid(deps: Deps, payments: orders.Payments, notice: Any) -> None:
+    """MEDICAL_INSURANCE.SUCCESS: both parts of a medical-insurance order were paid."""
+    order_no = notice.order.out_trade_no
+    await _once(deps, "WECHAT_MED_INS", notice.id, order_no, notice.event_type,
+                lambda: _confirm(deps, payments, order_no))
+
+
+def wechatpay_notified(get_deps: Callable[[], Deps]) -> Endpoint:
+    return _wechat_endpoint(get_deps, "WECHAT_PAY", _wechat_paid_or_refunded)
 
 
 def wechat_med_ins_notified(get_deps: Callable[[], Deps]) -> Endpoint:
-    """MEDICAL_INSURANCE.SUCCESS: both parts of a medical-insurance order were paid."""
-
-    async def endpoint(request: Request) -> Response:
-        deps = get_deps()
-        api, payments = deps.sources.wechat_med_ins, deps.payments
-        if api is None or payments is None:
-            return JSONResponse({"code": "FAIL", "message": "medical insurance is not enabled"}, status_code=404)
-        body = await request.body()
-        try:
-            notice = api.parse_med_ins_notification({k.lower(): v for k, v in request.headers.items()}, body)
-        except SourceRejected as exc:
-            log.warning("WeChat Pay med-ins notification refused: %s", exc.code)
-            return JSONResponse({"code": "FAIL", "message": "signature verification failed"}, status_code=401)
-        order_no = notice.order.out_trade_no
-        await _once(deps, "WECHAT_MED_INS", notice.id, order_no, notice.event_type,
-                    lambda: _confirm(deps, payments, order_no))
-        return Response(status_code=204)
-
-    return endpoint
+    return _wechat_endpoint(get_deps, "WECHAT_MED_INS", _wechat_med_ins_paid)
 
 
 def alipay_notified(get_deps: Callable[[], Deps]) -> Endpoint:
