@@ -4,7 +4,9 @@ A mini-program pays with ``my.tradePay({tradeNO})``: the trade number comes from
 ``alipay.trade.create`` (with the buyer's user_id). Alipay then tells the merchant by an async notify
 (a signed form POST to ``notify_url``, answered with the text ``success``); ``query`` is the truth
 when a notify is late. Refunds are idempotent per ``out_request_no``; their sum never passes the
-paid total. Amounts are integer fen here; on the wire they are yuan strings ("12.50").
+paid total. A kiosk shows a QR code instead: ``alipay.trade.precreate`` (当面付 扫码支付) gives a
+``qr_code`` URL that whoever scans it with Alipay pays; the trade has no buyer until paid. Amounts are
+integer fen here; on the wire they are yuan strings ("12.50").
 """
 
 from __future__ import annotations
@@ -71,12 +73,18 @@ class CreatedTrade:
 
 
 @dataclass(frozen=True, slots=True)
+class PrecreatedTrade:
+    out_trade_no: str
+    qr_code: str  # https://qr.alipay.com/bax…: what the kiosk renders as a QR code
+
+
+@dataclass(frozen=True, slots=True)
 class Trade:
     out_trade_no: str
     trade_no: str
     trade_status: str  # WAIT_BUYER_PAY, TRADE_SUCCESS, TRADE_FINISHED, TRADE_CLOSED
     total_fen: int
-    buyer_id: str
+    buyer_id: str  # "" for a precreated (QR code) trade nobody has paid yet
     gmt_payment: datetime | None
 
 
@@ -138,6 +146,13 @@ class Alipay(Protocol):
         expires_at: datetime,
     ) -> CreatedTrade:
         """alipay.trade.create; repeating the same request returns the same trade."""
+        ...
+
+    async def precreate_trade(
+        self, *, out_trade_no: str, subject: str, amount_fen: int, notify_url: str, expires_at: datetime,
+    ) -> PrecreatedTrade:
+        """alipay.trade.precreate (a QR code, no buyer); repeating the same request returns the same
+        code; the out_trade_no with other terms (or of a create_trade) is CONTEXT_INCONSISTENT."""
         ...
 
     async def query(self, out_trade_no: str) -> Trade:

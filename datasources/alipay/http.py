@@ -122,6 +122,18 @@ class HttpAlipay:
         }, idempotent=False, notify_url=notify_url)
         return c.CreatedTrade(self._str(node, "out_trade_no"), self._str(node, "trade_no"))
 
+    async def precreate_trade(
+        self, *, out_trade_no: str, subject: str, amount_fen: int, notify_url: str, expires_at: datetime,
+    ) -> c.PrecreatedTrade:
+        node = await self._call("alipay.trade.precreate", {
+            "out_trade_no": out_trade_no, "total_amount": wire.fen_to_yuan(amount_fen), "subject": subject,
+            "product_code": "FACE_TO_FACE_PAYMENT", "time_expire": wire.format_time(expires_at),
+        }, idempotent=False, notify_url=notify_url)
+        qr_code = self._str(node, "qr_code")
+        if not qr_code.startswith("https://"):
+            raise SourceUnavailable(wire.SOURCE, "unreadable answer: qr_code is not an https URL")
+        return c.PrecreatedTrade(self._str(node, "out_trade_no"), qr_code)
+
     async def query(self, out_trade_no: str) -> c.Trade:
         node = await self._call("alipay.trade.query", {"out_trade_no": out_trade_no}, idempotent=True)
         paid = node.get("send_pay_date")

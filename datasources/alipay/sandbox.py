@@ -32,6 +32,10 @@ from datasources.store.db import Database
 
 log = logging.getLogger(__name__)
 MAX_TOTAL_FEN = 100_000_000_00  # Alipay's [0.01, 100000000] yuan
+JSAPI_PAY = "JSAPI_PAY"  # alipay.trade.create: the mini-program's my.tradePay
+FACE_TO_FACE_PAYMENT = "FACE_TO_FACE_PAYMENT"  # alipay.trade.precreate: a QR code whoever scans pays
+QR_CODE_PREFIX = "https://qr.alipay.com/"
+SANDBOX_BUYER_ID = "2088000000009999"  # who scans a precreated trade's code when a test names nobody
 
 
 def _status(row: AlipayTrade, now: datetime) -> str:
@@ -46,6 +50,9 @@ def to_trade(row: AlipayTrade, now: datetime) -> c.Trade:
         out_trade_no=row.out_trade_no, trade_no=row.trade_no, trade_status=_status(row, now),
         total_fen=row.total_fen, buyer_id=row.buyer_id, gmt_payment=row.paid_at,
     )
+
+
+_CODE_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def _second(at: datetime) -> datetime:
@@ -89,22 +96,42 @@ class SandboxAlipay:
         self, *, out_trade_no: str, subject: str, amount_fen: int, buyer_id: str, notify_url: str,
         expires_at: datetime,
     ) -> c.CreatedTrade:
+        if not buyer_id:
+            raise wire.reject(c.INVALID_PARAMETER, "out_trade_no, subject and buyer_id are required")
+        row = await self._open(JSAPI_PAY, out_trade_no, subject, amount_fen, buyer_id, notify_url, expires_at)
+        return c.CreatedTrade(row.out_trade_no, row.trade_no)
+
+    async def precreate_trade(
+        self, *, out_trade_no: str, subject: str, amount_fen: int, notify_url: str, expires_at: datetime,
+    ) -> c.PrecreatedTrade:
+        row = await self._open(FACE_TO_FACE_PAYMENT, out_trade_no, subject, amount_fen, "", notify_url, expires_at)
+        assert row.qr_code is not None
+        return c.PrecreatedTrade(row.out_trade_no, row.qr_code)
+
+    async def _open(
+        self, product_code: str, out_trade_no: str, subject: str, amount_fen: int, buyer_id: str, notify_url: str,
+        expires_at: datetime,
+    ) -> AlipayTrade:
         if not 0 < amount_fen <= MAX_TOTAL_FEN:
             raise wire.reject(c.INVALID_PARAMETER, "total_amount out of [0.01, 100000000]")
-        if not out_trade_no or len(out_trade_no) > 64 or not subject or not buyer_id:
-            raise wire.reject(c.INVALID_PARAMETER, "out_trade_no, subject and buyer_id are required")
+        if not out_trade_no or len(out_trade_no) > 64 or not subject:
+            raise wire.reject(c.INVALID_PARAMETER, "out_trade_no and subject are required")
         for attempt in range(2):
             try:
-                return await self._create(out_trade_no, subject, amount_fen, buyer_id, notify_url, expires_at)
+                return await self._create(
+                    product_code, out_trade_no, subject, amount_fen, buyer_id, notify_url, expires_at
+                )
             except IntegrityError:  # the same out_trade_no created at the same moment: read the winner's
                 if attempt:
                     raise
         raise AssertionError("unreachable")
 
     async def _create(
-        self, out_trade_no: str, subject: str, amount_fen: int, buyer_id: str, notify_url: str,
+        self, product_code: str, out_trade_no: str, subject: str, amount_fen: int, buyer_id: str, notify_url: str,
         expires_at: datetime,
-    ) -> c.CreatedTrade:
+    ) -> AlipayTrade:
+        """A trade, or the one a repeated request made. A precreated trade has no buyer (""); a trade
+        of one product is never answered as the other's (CONTEXT_INCONSISTENT)."""
         now = self._now()
         async with self.db.writing() as s:
             row = await self._find(s, out_trade_no)
@@ -114,16 +141,21 @@ class SandboxAlipay:
                     raise wire.reject(c.TRADE_HAS_SUCCESS, "交易已被支付")
                 if status == c.TRADE_CLOSED:
                     raise wire.reject(c.TRADE_HAS_CLOSE, "交易已经关闭")
-                if (row.total_fen, row.subject, row.buyer_id) != (amount_fen, subject, buyer_id):
+                held = (row.product_code, row.total_fen, row.subject, row.buyer_id)
+                if held != (product_code, amount_fen, subject, buyer_id):
                     raise wire.reject(c.CONTEXT_INCONSISTENT, "交易信息被篡改")
-                return c.CreatedTrade(row.out_trade_no, row.trade_no)
+                return row
             trade_no = f"{local_date(now):%Y%m%d}22001{secrets.randbelow(10**15):015d}"
-            s.add(AlipayTrade(
+            qr_code = None
+            if product_code == FACE_TO_FACE_PAYMENT:
+                qr_code = QR_CODE_PREFIX + "bax" + "".join(secrets.choice(_CODE_CHARS) for _ in range(20))
+            row = AlipayTrade(
                 trade_no=trade_no, app_id=self.platform.app_id, out_trade_no=out_trade_no, subject=subject,
-                total_fen=amount_fen, buyer_id=buyer_id, notify_url=notify_url, status=c.WAIT_BUYER_PAY,
-                created_at=now, expires_at=_second(expires_at),
-            ))
-        return c.CreatedTrade(out_trade_no, trade_no)
+                total_fen=amount_fen, buyer_id=buyer_id, product_code=product_code, qr_code=qr_code,
+                notify_url=notify_url, status=c.WAIT_BUYER_PAY, created_at=now, expires_at=_second(expires_at),
+            )
+            s.add(row)
+        return row
 
     async def query(self, out_trade_no: str) -> c.Trade:
         async with self.db.reading() as s:
@@ -234,8 +266,10 @@ class SandboxAlipay:
         return wire.bill_zip(self.platform.seller_id, bill_date, lines)
 
     # Admin: the buyer pays, notifies go out ---------------------------------------------------
-    async def pay(self, out_trade_no: str, *, deliver: bool = True) -> str:
-        """The buyer pays in the Alipay app; returns the notify_id of the notify it causes."""
+    async def pay(self, out_trade_no: str, *, deliver: bool = True, buyer_id: str | None = None) -> str:
+        """The buyer pays in the Alipay app; returns the notify_id of the notify it causes. A
+        precreated trade is paid by whoever scanned its code: ``buyer_id``, by default
+        ``SANDBOX_BUYER_ID``; a created trade only by the buyer it was made for."""
         now = self._now()
         async with self.db.writing() as s:
             row = await self._trade(s, out_trade_no, lock=True)
@@ -244,11 +278,27 @@ class SandboxAlipay:
                 raise wire.reject(c.TRADE_HAS_CLOSE, "交易已经关闭")
             if status != c.WAIT_BUYER_PAY:
                 raise wire.reject(c.TRADE_HAS_SUCCESS, "交易已被支付")
+            if row.product_code == FACE_TO_FACE_PAYMENT:
+                row.buyer_id = buyer_id or SANDBOX_BUYER_ID
+            elif buyer_id is not None and buyer_id != row.buyer_id:
+                raise wire.reject(c.INVALID_PARAMETER, "the trade is another buyer's")
             row.status, row.paid_at = c.TRADE_SUCCESS, now
             notify_id = self._record_notification(s, row, now)
         if deliver:
             await self.deliver(notify_id)
         return notify_id
+
+    async def pay_code(self, qr_code: str, buyer_id: str | None = None, *, deliver: bool = True) -> str:
+        """A buyer scans the kiosk's QR code (a precreated trade's ``qr_code``) and pays it."""
+        async with self.db.reading() as s:
+            out_trade_no = (await s.execute(
+                select(col(AlipayTrade.out_trade_no)).where(
+                    col(AlipayTrade.app_id) == self.platform.app_id, col(AlipayTrade.qr_code) == qr_code
+                )
+            )).scalar_one_or_none()
+        if out_trade_no is None:
+            raise wire.reject(c.TRADE_NOT_EXIST, "交易不存在")
+        return await self.pay(out_trade_no, deliver=deliver, buyer_id=buyer_id)
 
     def _record_notification(
         self, s: AsyncSession, row: AlipayTrade, now: datetime, *, refund_fen: int | None = None,

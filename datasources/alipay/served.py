@@ -5,7 +5,8 @@ biz_content, sign) as a form. The request's signature is verified with the merch
 ``{"<method with _ for .>_response": {...}, "sign": "..."}`` signed by the platform key over the node's
 exact text; business refusals are code 40004 with Alipay's sub_code. The bill download URL a
 ``alipay.data.dataservice.bill.downloadurl.query`` returns is served here too, valid 30 seconds.
-Admin (the sandbox only): ``POST /sandbox/pay`` (form out_trade_no) and ``POST /sandbox/deliver``.
+Admin (the sandbox only): ``POST /sandbox/pay`` (form out_trade_no, or qr_code for a precreated
+trade's code scanned; buyer_id optional) and ``POST /sandbox/deliver``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,24 @@ def alipay_gateway_app(get_sandbox: Callable[[], SandboxAlipay]) -> Starlette:
         )
         return {"out_trade_no": created.out_trade_no, "trade_no": created.trade_no}
 
+    async def precreate(sb: SandboxAlipay, biz: dict[str, Any], common: dict[str, str], _: Request) -> dict[str, Any]:
+        if "buyer_id" in biz:
+            raise SourceRejected(wire.SOURCE, c.INVALID_PARAMETER, "no buyer_id: whoever scans pays")
+        expire = _text(biz, "time_expire", required=False)
+        relative = _text(biz, "timeout_express", required=False)
+        if expire:
+            expires_at = wire.parse_time(expire)
+        elif relative:
+            expires_at = sb.clock.now() + wire.parse_timeout_express(relative)
+        else:
+            raise SourceRejected(wire.SOURCE, c.INVALID_PARAMETER, "time_expire or timeout_express is required")
+        created = await sb.precreate_trade(
+            out_trade_no=_text(biz, "out_trade_no"), subject=_text(biz, "subject"),
+            amount_fen=wire.yuan_to_fen(_text(biz, "total_amount")), notify_url=common.get("notify_url", ""),
+            expires_at=expires_at,
+        )
+        return {"out_trade_no": created.out_trade_no, "qr_code": created.qr_code}
+
     async def query(sb: SandboxAlipay, biz: dict[str, Any], _c: dict[str, str], _: Request) -> dict[str, Any]:
         trade = await sb.query(_text(biz, "out_trade_no"))
         node = {
@@ -113,6 +132,7 @@ def alipay_gateway_app(get_sandbox: Callable[[], SandboxAlipay]) -> Starlette:
 
     methods: dict[str, Handler] = {
         "alipay.trade.create": create,
+        "alipay.trade.precreate": precreate,
         "alipay.trade.query": query,
         "alipay.trade.close": close,
         "alipay.trade.refund": refund,
@@ -194,7 +214,11 @@ def alipay_gateway_app(get_sandbox: Callable[[], SandboxAlipay]) -> Starlette:
     async def admin_pay(request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode("utf-8")))
         try:
-            notify_id = await get_sandbox().pay(form.get("out_trade_no", ""), deliver=form.get("deliver") != "0")
+            sandbox, deliver, buyer_id = get_sandbox(), form.get("deliver") != "0", form.get("buyer_id") or None
+            if form.get("qr_code"):
+                notify_id = await sandbox.pay_code(form["qr_code"], buyer_id, deliver=deliver)
+            else:
+                notify_id = await sandbox.pay(form.get("out_trade_no", ""), deliver=deliver, buyer_id=buyer_id)
         except SourceRejected as exc:
             return JSONResponse({"code": exc.code, "message": exc.detail}, status_code=409)
         return JSONResponse({"notify_id": notify_id})

@@ -22,7 +22,9 @@ class AlipayTrade(SQLModel, table=True):
     out_trade_no: str = Field(max_length=64)
     subject: str = Field(max_length=256)
     total_fen: int
-    buyer_id: str = Field(max_length=32)
+    buyer_id: str = Field(max_length=32)  # "" for a precreated trade until someone scans and pays
+    product_code: str = Field(default="JSAPI_PAY", max_length=32)  # JSAPI_PAY (create), FACE_TO_FACE_PAYMENT
+    qr_code: str | None = Field(default=None, max_length=128, index=True)  # precreated trades' code
     notify_url: str = Field(max_length=512)
     status: str = Field(max_length=16)
     refunded_fen: int = 0

@@ -15,7 +15,7 @@ import io
 import json
 import zipfile
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from datasources.alipay import contract as c
 from datasources.clock import SHANGHAI
@@ -72,6 +72,17 @@ def parse_time(value: str) -> datetime:
         return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=SHANGHAI)
     except ValueError:
         raise reject(c.INVALID_PARAMETER, f"not a time yyyy-MM-dd HH:mm:ss: {value!r}") from None
+
+
+_EXPRESS_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+
+
+def parse_timeout_express(value: str) -> timedelta:
+    """``timeout_express`` ("90m", "2h", "1d"): how long the trade waits for the buyer, 1m to 15d."""
+    unit, count = _EXPRESS_UNITS.get(value[-1:]), value[:-1]
+    if unit is None or not count.isdigit() or not timedelta(minutes=1) <= int(count) * unit <= timedelta(days=15):
+        raise reject(c.INVALID_PARAMETER, f"timeout_express is 1m..15d as Nm, Nh or Nd: {value!r}")
+    return int(count) * unit
 
 
 # --- signatures ----------------------------------------------------------------------------------------
