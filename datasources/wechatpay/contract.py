@@ -82,7 +82,7 @@ class Transaction:
     payer_total_fen: int | None
     payer_openid: str | None  # for a NATIVE order, None until someone scanned the code and paid
     success_time: datetime | None
-    trade_type: str = "JSAPI"  # JSAPI (mini-program) or NATIVE (QR code)
+    trade_type: str = "JSAPI"  # JSAPI (mini-program) or NATIVE (QR code); "" when an answer did not say
 
 
 @dataclass(frozen=True, slots=True)

@@ -288,7 +288,7 @@ def to_transaction(d: Any) -> c.Transaction:
             payer_total_fen=_int(amount["payer_total"]) if "payer_total" in amount else None,
             payer_openid=payer.get("openid") or None,
             success_time=parse_time(d["success_time"]) if d.get("success_time") else None,
-            trade_type=str(d.get("trade_type") or "JSAPI"),
+            trade_type=str(d.get("trade_type") or ""),  # not in every answer: "" when not said
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise WireError(f"transaction lacks {exc}") from exc
