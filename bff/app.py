@@ -60,6 +60,7 @@ from resolvers.payments import orders as payment_orders
 from resolvers.payments import refunds as payment_refunds
 from resolvers.payments.channels import (
     AlipayChannel,
+    AlipayQrChannel,
     InsuranceOnlyChannel,
     PaymentChannel,
     WeChatMedInsChannel,
@@ -103,6 +104,7 @@ def payments_of(settings: Settings, sources: Sources) -> payment_orders.Payments
         channels["WECHAT_NATIVE"] = WeChatNativeChannel(sources.wechatpay)
     if sources.alipay is not None:
         channels["ALIPAY"] = AlipayChannel(sources.alipay)
+        channels["ALIPAY_QR"] = AlipayQrChannel(sources.alipay)
     if sources.wechatpay is not None and sources.wechat_med_ins is not None:
         channels["WECHAT_MED_INS"] = WeChatMedInsChannel(sources.wechatpay, sources.wechat_med_ins)
     if sources.mobile_insurance is not None:

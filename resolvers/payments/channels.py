@@ -135,12 +135,15 @@ class AlipayChannel:
     def client_parameters(self, channel_ref: str) -> dict[str, str]:
         return {"tradeNO": channel_ref}
 
+    # A trade.create'd trade exists from the start: "no such trade" means it never will.
+    not_existing = ChannelState(False, True, None, None, None)
+
     async def state(self, order_no: str) -> ChannelState:
         try:
             t = await self.api.query(order_no)
         except SourceRejected as exc:
             if exc.code == ali.TRADE_NOT_EXIST:
-                return ChannelState(False, True, None, None, None)
+                return self.not_existing
             raise
         # A trade refunded in full is TRADE_CLOSED too, but it has a payment time: it was paid.
         paid = t.trade_status in (ali.TRADE_SUCCESS, ali.TRADE_FINISHED) or (
@@ -254,6 +257,27 @@ class WeChatNativeChannel(WeChatPayChannel):
     ) -> str:
         prepay = await self.api.prepay_native(order_no, description, amount_fen, notify_url, expires_at)
         return prepay.code_url
+
+    def client_parameters(self, channel_ref: str) -> dict[str, str]:
+        return {"qrCode": channel_ref}
+
+
+class AlipayQrChannel(AlipayChannel):
+    """Alipay's precreated code (当面付): the kiosk shows ``qr_code`` and whoever scans it pays. Alipay
+    makes the trade only when the code is scanned, so until then "no such trade" means not paid yet."""
+
+    code = "ALIPAY_QR"
+
+    async def open(
+        self, *, order_no: str, description: str, amount_fen: int, payer: str, notify_url: str, expires_at: datetime
+    ) -> str:
+        made = await self.api.precreate_trade(
+            out_trade_no=order_no, subject=description, amount_fen=amount_fen, notify_url=notify_url,
+            expires_at=expires_at,
+        )
+        return made.qr_code
+
+    not_existing = ChannelState(False, False, None, None, None)  # not scanned yet; expiry closes it
 
     def client_parameters(self, channel_ref: str) -> dict[str, str]:
         return {"qrCode": channel_ref}

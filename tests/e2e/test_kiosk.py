@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from clients.reference import GraphQLClient
 from clients.signing import RequestSigner
 from datasources.clock import FixedClock
@@ -131,8 +133,8 @@ async def test_only_signed_devices_reach_the_kiosk(server: LiveServer, clock: Fi
 
 
 PAY_AT_KIOSK = """
-mutation ($ticket: String!, $ids: [ID!]!, $key: String!) {
-  kioskPayBills(input: {ticket: $ticket, billIds: $ids, channel: WECHAT_NATIVE, idempotencyKey: $key}) {
+mutation ($ticket: String!, $ids: [ID!]!, $key: String!, $channel: KioskPaymentChannel!) {
+  kioskPayBills(input: {ticket: $ticket, billIds: $ids, channel: $channel, idempotencyKey: $key}) {
     __typename
     ... on PaymentStarted { order { orderNo status channel amount { fen } } qrContent qrCodePng wechatPay { paySign } }
     ... on UserError { code message }
@@ -142,7 +144,12 @@ KIOSK_PAYMENT = "query ($no: String!) { kioskPayment(orderNo: $no) { status chan
 BILL_IDS = "query ($ticket: String!) { kioskPendingBills(ticket: $ticket) { ... on KioskBills { bills { id } } } }"
 
 
-async def test_the_kiosk_takes_a_bill_by_a_code_the_patient_scans(server: LiveServer, clock: FixedClock) -> None:
+@pytest.mark.parametrize(
+    ("channel", "prefix"), [("WECHAT_NATIVE", "weixin://wxpay/bizpayurl?pr="), ("ALIPAY_QR", "https://qr.alipay.com/")]
+)
+async def test_the_kiosk_takes_a_bill_by_a_code_the_patient_scans(
+    server: LiveServer, clock: FixedClock, channel: str, prefix: str
+) -> None:
     import base64
     import uuid
 
@@ -152,7 +159,7 @@ async def test_the_kiosk_takes_a_bill_by_a_code_the_patient_scans(server: LiveSe
 
     hospital = await Hospital(server.deps.db, clock).build()
     patient = await hospital.patient(server.url, name="冯十二")
-    kiosk = await device(server, "kiosk-pay")
+    kiosk = await device(server, f"kiosk-{channel.lower().replace('_', '-')}")
     found = await _identified(kiosk, patient.name, patient.document_number)
     his_patient_id, card_no = await his_card_of(server.deps.db, patient.patient_id)
     item = b.BillItem("E001", "心电图", "", "次", "1", 3000, 3000, "", "A")
@@ -161,19 +168,21 @@ async def test_the_kiosk_takes_a_bill_by_a_code_the_patient_scans(server: LiveSe
         category=b.EXAM, title="检查", items=[item], at=clock.now(),
     )
     ids = [x["id"] for x in (await kiosk.execute(BILL_IDS, {"ticket": found["ticket"]}))["kioskPendingBills"]["bills"]]
-    started = (await kiosk.execute(PAY_AT_KIOSK, {"ticket": found["ticket"], "ids": ids, "key": str(uuid.uuid4())}))
+    variables = {"ticket": found["ticket"], "ids": ids, "key": str(uuid.uuid4()), "channel": channel}
+    started = await kiosk.execute(PAY_AT_KIOSK, variables)
     result = started["kioskPayBills"]
     assert result["__typename"] == "PaymentStarted", result
-    assert (result["order"]["channel"], result["order"]["amount"]["fen"]) == ("WECHAT_NATIVE", 3000)
-    assert result["qrContent"].startswith("weixin://wxpay/bizpayurl?pr=") and result["wechatPay"] is None
+    assert (result["order"]["channel"], result["order"]["amount"]["fen"]) == (channel, 3000)
+    assert result["qrContent"].startswith(prefix) and result["wechatPay"] is None
     assert base64.b64decode(result["qrCodePng"]) == payment_qr_png(result["qrContent"])
     order_no = result["order"]["orderNo"]
     assert (await kiosk.execute(KIOSK_PAYMENT, {"no": order_no}))["kioskPayment"]["status"] == "PAYING"
 
-    await server.deps.sources.wechatpay.pay_code(result["qrContent"])  # type: ignore[union-attr]
+    scanned = server.deps.sources.wechatpay if channel == "WECHAT_NATIVE" else server.deps.sources.alipay
+    await scanned.pay_code(result["qrContent"])  # type: ignore[union-attr]
     paid = (await kiosk.execute(KIOSK_PAYMENT, {"no": order_no}))["kioskPayment"]
     assert paid["status"] == "SETTLED" and paid["receiptNo"]
     assert (await kiosk.execute(BILLS, {"ticket": found["ticket"]}))["kioskPendingBills"]["bills"] == []
     # Another device sees nothing of it.
-    other = await device(server, "kiosk-other")
+    other = await device(server, f"other-{channel.lower().replace('_', '-')}")
     assert (await other.execute(KIOSK_PAYMENT, {"no": order_no}))["kioskPayment"] is None
