@@ -221,6 +221,13 @@ async def test_payments_the_bff_never_took_are_found_and_refunded_once_approved(
 
     pending = (await operator.execute(PENDING_REFUNDS))["reconciliation"]["pendingRefunds"]
     refund_nos = {d["orderNo"]: d["refundNo"] for d in by_ref.values()}
+    # Reconciled again before anyone decided: the same refunds are pointed at, no second one is made.
+    second_look = await _run(operator, day, "WECHAT_PAY")
+    assert {d["reference"]: (d["action"], d["refundNo"]) for d in second_look["discrepancies"]} == {
+        "STRAY20261130000001": ("MANUAL", None),
+        **{o: ("REFUND_PENDING_APPROVAL", r) for o, r in refund_nos.items()},
+    }
+    assert second_look["totals"]["bff"] == _side(3, 15000, 0, 0)  # the BFF now knows they were paid
     assert {(p["orderNo"], p["refundNo"], p["amount"]["fen"], p["cause"], p["channel"]) for p in pending} == {
         (o, r, 5000, "RECONCILIATION", "WECHAT_PAY") for o, r in refund_nos.items()}
     report = (await operator.execute(REPORT, {"id": run["id"]}))["reconciliation"]["run"]
