@@ -16,7 +16,7 @@ import strawberry
 
 from datasources.store.models import ReconciliationItem
 from resolvers.apps import Audited
-from resolvers.errors import DomainError, NotAllowed
+from resolvers.errors import DomainError, NotAllowed, NotFound
 from resolvers.reconciliation import approvals, report, runs
 from resolvers.reconciliation import compare as cmp
 from schema.common import Ctx, InvalidInputError, Money, NotAllowedError, NotFoundError
@@ -196,6 +196,12 @@ class RejectRefundInput:
     reason: str
 
 
+@strawberry.input
+class ResolveDiscrepancyInput:
+    id: strawberry.ID
+    note: str = strawberry.field(description="How it was handled (kept in the audit log).")
+
+
 @strawberry.type
 class ReconciliationRan:
     run: ReconciliationRun
@@ -222,11 +228,20 @@ class RefundRejected:
     refund: Refund
 
 
+@strawberry.type
+class DiscrepancyResolved:
+    discrepancy: Discrepancy
+
+
 RunReconciliationPayload = Annotated[
     ReconciliationRan | InvalidInputError | NotAllowedError, strawberry.union("RunReconciliationPayload")
 ]
 ApproveRefundsPayload = Annotated[
     RefundsApproved | InvalidInputError | NotAllowedError, strawberry.union("ApproveRefundsPayload")
+]
+ResolveDiscrepancyPayload = Annotated[
+    DiscrepancyResolved | InvalidInputError | NotAllowedError | NotFoundError,
+    strawberry.union("ResolveDiscrepancyPayload"),
 ]
 RejectRefundPayload = Annotated[
     RefundRejected | InvalidInputError | NotAllowedError | NotFoundError, strawberry.union("RejectRefundPayload")
@@ -289,3 +304,18 @@ class ReconciliationMutation:
         except DomainError as exc:
             return user_error(exc)
         return RefundRejected(refund=Refund.of(refund))
+
+    @strawberry.mutation(
+        permission_classes=[CanReconcile],
+        description="Closes a discrepancy handled outside the BFF; a refund's items close with its decision.",
+    )
+    async def resolve_discrepancy(self, info: Ctx, input: ResolveDiscrepancyInput) -> ResolveDiscrepancyPayload:
+        if not str(input.id).isdigit():
+            return user_error(NotFound("No such discrepancy."))
+        try:
+            item = await approvals.resolve_item(
+                info.context.deps, int(input.id), note=input.note, audited=_audited(info)
+            )
+        except DomainError as exc:
+            return user_error(exc)
+        return DiscrepancyResolved(discrepancy=Discrepancy.of(item))

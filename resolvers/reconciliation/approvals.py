@@ -21,7 +21,7 @@ from sqlmodel import col
 from datasources.store.models import PaymentOrder, PaymentRefund, ReconciliationItem
 from resolvers.apps import Audited
 from resolvers.deps import Deps
-from resolvers.errors import DomainError, InvalidInput, NotAllowed
+from resolvers.errors import DomainError, InvalidInput, NotAllowed, NotFound
 from resolvers.payments import orders as o
 from resolvers.payments import refunds as r
 
@@ -146,3 +146,30 @@ async def reject(deps: Deps, refund_no: str, *, reason: str, audited: Audited) -
     if not moved.rowcount:  # type: ignore[attr-defined]
         raise _not_pending(await r.load(deps, refund_no))
     return await r.load(deps, refund_no) or found
+
+
+async def resolve_item(deps: Deps, item_id: int, *, note: str, audited: Audited) -> ReconciliationItem:
+    """An operator closes a discrepancy handled outside the BFF (at the channel's back office, at the
+    HIS cashier); the note says how, in the audit record."""
+    note = note.strip()
+    if not note:
+        raise InvalidInput("note", "Say how the discrepancy was handled.")
+    now = deps.clock.now()
+    async with deps.db.writing() as s:
+        item = (await s.execute(
+            select(ReconciliationItem).where(col(ReconciliationItem.id) == item_id)
+        )).scalar_one_or_none()
+        if item is None:
+            raise NotFound("No such discrepancy.")
+        moved = await s.execute(
+            update(ReconciliationItem)
+            .where(col(ReconciliationItem.id) == item_id, col(ReconciliationItem.resolved_at).is_(None))
+            .values(resolved_at=now, resolved_by=audited.actor_account_id)
+        )
+        if not moved.rowcount:  # type: ignore[attr-defined]
+            raise NotAllowed("This discrepancy is already resolved.", "ALREADY_RESOLVED")
+        await audited.record(s, now, "reconciliation.resolved", "reconciliation_item", str(item_id), {
+            "runId": item.run_id, "kind": item.kind, "reference": item.reference, "note": note[:512],
+        })
+    item.resolved_at, item.resolved_by = now, audited.actor_account_id
+    return item

@@ -50,7 +50,7 @@ fragment Run on ReconciliationRun {
     bff { payments paymentsAmount { fen } refunds refundsAmount { fen } }
   }
   discrepancies {
-    kind entry reference orderNo channelAmount { fen } hisAmount { fen } bffAmount { fen }
+    id kind entry reference orderNo channelAmount { fen } hisAmount { fen } bffAmount { fen }
     channelStatus hisStatus bffStatus reason action refundNo resolvedAt resolvedBy
   }
 }"""
@@ -74,6 +74,15 @@ mutation Reject($no: String!, $reason: String!) {
   rejectRefund(input: {refundNo: $no, reason: $reason}) {
     __typename
     ... on RefundRejected { refund { refundNo status } }
+    ... on NotAllowedError { reason }
+    ... on UserError { code message }
+  }
+}"""
+RESOLVE = """
+mutation Resolve($id: ID!, $note: String!) {
+  resolveDiscrepancy(input: {id: $id, note: $note}) {
+    __typename
+    ... on DiscrepancyResolved { discrepancy { reference resolvedAt resolvedBy } }
     ... on NotAllowedError { reason }
     ... on UserError { code message }
   }
@@ -280,6 +289,18 @@ async def test_payments_the_bff_never_took_are_found_and_refunded_once_approved(
     still = {d["reference"]: (d["kind"], d["bffStatus"]) for d in rerun["discrepancies"]}
     assert still == {"STRAY20261130000001": ("MISSING_AT_BFF", None), third_order: ("STATUS_MISMATCH", "REFUNDING")}
     assert rerun["totals"]["bff"] == _side(3, 15000, 0, 0)
+
+    # The stray trade was refunded from WeChat Pay's merchant platform by hand: closed with a note.
+    stray_item = next(d for d in rerun["discrepancies"] if d["reference"] == "STRAY20261130000001")
+    note = "已在微信支付商户平台原路退回"
+    closed = (await approver.execute(RESOLVE, {"id": stray_item["id"], "note": note}))["resolveDiscrepancy"]
+    assert closed["discrepancy"]["reference"] == "STRAY20261130000001" and closed["discrepancy"]["resolvedAt"]
+    twice_closed = (await approver.execute(RESOLVE, {"id": stray_item["id"], "note": note}))["resolveDiscrepancy"]
+    assert (twice_closed["__typename"], twice_closed["reason"]) == ("NotAllowedError", "ALREADY_RESOLVED")
+    unknown = (await approver.execute(RESOLVE, {"id": "999999", "note": note}))["resolveDiscrepancy"]
+    assert unknown["__typename"] == "NotFoundError"
+    [resolved] = [e for e in await server.deps.audit.read(server.deps.db) if e.action == "reconciliation.resolved"]
+    assert (resolved.target_id, resolved.detail["note"]) == (stray_item["id"], note)
 
 
 async def test_operators_without_the_permission_see_no_reconciliation(server: LiveServer, clock: FixedClock) -> None:
