@@ -38,6 +38,7 @@ NOTICE_USED = "NOTICE_USED"  # a stay was already admitted with it
 PATIENT_MISMATCH = "PATIENT_MISMATCH"  # the notice was issued to another patient
 WARD_NOT_FOUND = "WARD_NOT_FOUND"
 BED_NOT_FOUND = "BED_NOT_FOUND"  # no such bed in the notice's ward
+ALREADY_IN_HOSPITAL = "ALREADY_IN_HOSPITAL"  # the patient has a stay not yet settled (one stay at a time)
 BED_TAKEN = "BED_TAKEN"  # another stay holds it (also when undoing a discharge whose bed went to another)
 INSURANCE_VISIT_REQUIRED = "INSURANCE_VISIT_REQUIRED"  # INSURANCE needs the 2401 mdtrt_id; SELF_PAY has none
 INVALID_ADMISSION_TYPE = "INVALID_ADMISSION_TYPE"
@@ -277,7 +278,7 @@ class HISInpatient(Protocol):
     ) -> Admission:
         """HIS admission (入院登记) with the notice of this patient, into a free bed of its ward: the
         notice is used and the bed held by the new stay, all or none (BED_TAKEN when another stay
-        got it first)."""
+        got it first; ALREADY_IN_HOSPITAL while another stay of the patient is not settled)."""
         ...
 
     async def convert_to_insurance(self, admission_id: str, insurance_visit_id: str, reference: str) -> Admission:

@@ -441,6 +441,13 @@ class SandboxHISInpatient:
                 raise _reject(i.NOTICE_USED, "a stay was admitted with this notice")
             if notice.valid_until <= now:
                 raise _reject(i.NOTICE_EXPIRED, "the notice is no longer valid")
+            patient = select(HisPatient).where(col(HisPatient.id) == notice.patient_id).with_for_update()
+            await s.execute(patient)  # two notices of one patient admit one after the other
+            staying = select(col(HisAdmission.id)).where(
+                col(HisAdmission.patient_id) == notice.patient_id, col(HisAdmission.status) != i.SETTLED
+            )
+            if (await s.execute(staying)).first() is not None:
+                raise _reject(i.ALREADY_IN_HOSPITAL, "the patient's stay is not settled yet")
             if admission_type not in (i.SELF_PAY, i.INSURANCE):
                 raise _reject(i.INVALID_ADMISSION_TYPE, f"{admission_type!r} is neither SELF_PAY nor INSURANCE")
             if (admission_type == i.INSURANCE) != bool(insurance_visit_id):

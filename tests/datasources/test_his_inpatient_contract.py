@@ -297,6 +297,20 @@ async def test_an_insured_admission_carries_the_platforms_visit_and_reads_back(s
     assert await stage.inpatient.admission(stay.admission_id) == stay
     assert await rejected(stage.inpatient.admission("ZY99999999")) == i.ADMISSION_NOT_FOUND
     assert await rejected(stage.inpatient.admission("42")) == i.ADMISSION_NOT_FOUND
+    second_notice = await stage.notice(card, stay.ward_id)
+    bed = (await stage.inpatient.free_beds(stay.ward_id))[0]
+    while_staying = stage.inpatient.admit(
+        second_notice,
+        his_patient_id=card.his_patient_id,
+        bed_id=bed.id,
+        admission_type=i.SELF_PAY,
+        insurance_visit_id=None,
+        reference="ADM-AGAIN",
+    )
+    assert await rejected(while_staying) == i.ALREADY_IN_HOSPITAL
+    await stage.discharged(stay)
+    assert await rejected(stage.admitted(card)) == i.ALREADY_IN_HOSPITAL
+    await stage.inpatient.settle(stay.admission_id, settlement("SET-1", 0, setl_id="SETL-1"))
     stage.clock.advance(days=30)
     again = await stage.admitted(card)
     assert [x.admission_id for x in await stage.inpatient.admissions_of([card.his_patient_id, "x"])] == [
