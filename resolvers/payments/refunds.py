@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from datasources.errors import SourceRejected, SourceUnavailable
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 PENDING_APPROVAL, REQUESTED, PROCESSING = "PENDING_APPROVAL", "REQUESTED", "PROCESSING"
 SUCCEEDED, FAILED, REJECTED = "SUCCEEDED", "FAILED", "REJECTED"
 UNDER_WAY = (REQUESTED, PROCESSING)
+# What a caller records in the transaction of an operator's decision (the audit record, last).
+Decided = Callable[[AsyncSession, datetime, "Refund"], Awaitable[None]]
 # A medical-insurance order's cash is refunded through the ordinary refund API, notified as such.
 REFUND_NOTIFIED_AS = {"WECHAT_MED_INS": "WECHAT_PAY", "WECHAT_NATIVE": "WECHAT_PAY"}
 PATIENT_CANCELLED, NOT_PAYABLE_AT_HIS, OPERATOR, RECONCILIATION = (
@@ -279,20 +283,44 @@ async def succeeded(deps: Deps, refund_no: str, channel_refund_id: str | None) -
         )
 
 
-async def approve(deps: Deps, payments: o.Payments, refund_no: str, *, operator_id: int) -> Refund:
-    if not await _set(deps, refund_no, (PENDING_APPROVAL,), status=REQUESTED, approved_by=operator_id):
-        found = await load(deps, refund_no)
-        if found is None:
-            raise NotAllowed("No such refund.", "NOT_FOUND")
-        raise NotAllowed(f"This refund is {found.status.lower().replace('_', ' ')}, not waiting for approval.",
-                         "NOT_PENDING")
+def not_pending(found: Refund | None) -> NotAllowed:
+    if found is None:
+        return NotAllowed("No such refund.", "NOT_FOUND")
+    return NotAllowed(
+        f"This refund is {found.status.lower().replace('_', ' ')}, not waiting for approval.", "NOT_PENDING"
+    )
+
+
+async def approve(
+    deps: Deps, payments: o.Payments, refund_no: str, *, operator_id: int, also: Decided | None = None
+) -> Refund:
+    """An operator lets a refund waiting for approval run. ``also`` runs in the transaction that records
+    the decision, only if this call made it (two operators deciding at once decide once): the audit
+    record goes there."""
+    found = await load(deps, refund_no)
+    if found is None or found.status != PENDING_APPROVAL:
+        raise not_pending(found)
+    now = deps.clock.now()
+    async with deps.db.writing() as s:
+        moved = await s.execute(
+            update(PaymentRefund)
+            .where(col(PaymentRefund.refund_no) == refund_no, col(PaymentRefund.status) == PENDING_APPROVAL)
+            .values(status=REQUESTED, approved_by=operator_id, updated_at=now)
+        )
+        if moved.rowcount and also is not None:  # type: ignore[attr-defined]
+            await also(s, now, found)
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        raise not_pending(await load(deps, refund_no))
     return await execute(deps, payments, refund_no)
 
 
-async def reject(deps: Deps, refund_no: str, *, operator_id: int, reason: str) -> Refund:
-    refund = await load(deps, refund_no)
-    if refund is None or refund.status != PENDING_APPROVAL:
-        raise NotAllowed("Only a refund waiting for approval can be rejected.", "NOT_PENDING")
+async def reject(
+    deps: Deps, refund_no: str, *, operator_id: int, reason: str, also: Decided | None = None
+) -> Refund:
+    """An operator refuses a refund waiting for approval; the amount it held goes back to the order."""
+    found = await load(deps, refund_no)
+    if found is None or found.status != PENDING_APPROVAL:
+        raise not_pending(found)
     now = deps.clock.now()
     async with deps.db.writing() as s:
         moved = await s.execute(
@@ -303,10 +331,14 @@ async def reject(deps: Deps, refund_no: str, *, operator_id: int, reason: str) -
         if moved.rowcount:  # type: ignore[attr-defined]
             await s.execute(
                 update(PaymentOrder)
-                .where(col(PaymentOrder.order_no) == refund.order_no)
-                .values(refunded_fen=col(PaymentOrder.refunded_fen) - refund.amount_fen, updated_at=now)
+                .where(col(PaymentOrder.order_no) == found.order_no)
+                .values(refunded_fen=col(PaymentOrder.refunded_fen) - found.amount_fen, updated_at=now)
             )
-    return await load(deps, refund_no) or refund
+            if also is not None:
+                await also(s, now, found)
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        raise not_pending(await load(deps, refund_no))
+    return await load(deps, refund_no) or found
 
 
 async def sweep(deps: Deps, payments: o.Payments) -> int:

@@ -3,9 +3,9 @@ approved, the refund runs by the original route; rejected, with a reason, the am
 back to the order. Each decision is audited in the transaction that records it, and resolves the
 reconciliation items that proposed the refund.
 
-The transitions are those of ``refunds.approve`` and ``refunds.reject`` (conditional on
-PENDING_APPROVAL, so two operators deciding at once decide once), written here so that the audit
-record and the items share their transaction; keep the two alike.
+The transitions are ``refunds.approve`` and ``refunds.reject`` (conditional on PENDING_APPROVAL,
+so two operators deciding at once decide once); the audit record and the items go into the
+transaction that records the decision, through their ``also``.
 """
 
 from __future__ import annotations
@@ -77,13 +77,6 @@ async def _decided(
     })
 
 
-def _not_pending(found: r.Refund | None) -> NotAllowed:
-    if found is None:
-        return NotAllowed("No such refund.", "NOT_FOUND")
-    return NotAllowed(f"This refund is {found.status.lower().replace('_', ' ')}, not waiting for approval.",
-                      "NOT_PENDING")
-
-
 async def approve(deps: Deps, payments: o.Payments, refund_nos: Sequence[str], *, audited: Audited) -> list[Decision]:
     """One after the other, each on its own: one refused never stops the others."""
     numbers = list(dict.fromkeys(refund_nos))
@@ -104,21 +97,10 @@ async def approve(deps: Deps, payments: o.Payments, refund_nos: Sequence[str], *
 async def _approve_one(
     deps: Deps, payments: o.Payments, refund_no: str, audited: Audited, operator_id: int
 ) -> r.Refund:
-    found = await r.load(deps, refund_no)
-    if found is None or found.status != r.PENDING_APPROVAL:
-        raise _not_pending(found)
-    now = deps.clock.now()
-    async with deps.db.writing() as s:
-        moved = await s.execute(
-            update(PaymentRefund)
-            .where(col(PaymentRefund.refund_no) == refund_no, col(PaymentRefund.status) == r.PENDING_APPROVAL)
-            .values(status=r.REQUESTED, approved_by=operator_id, updated_at=now)
-        )
-        if moved.rowcount:  # type: ignore[attr-defined]
-            await _decided(s, audited, now, "refund.approved", found)
-    if not moved.rowcount:  # type: ignore[attr-defined]
-        raise _not_pending(await r.load(deps, refund_no))
-    return await r.execute(deps, payments, refund_no)  # HIS first, then the channel
+    async def decided(s: AsyncSession, at: datetime, refund: r.Refund) -> None:
+        await _decided(s, audited, at, "refund.approved", refund)
+
+    return await r.approve(deps, payments, refund_no, operator_id=operator_id, also=decided)
 
 
 async def reject(deps: Deps, refund_no: str, *, reason: str, audited: Audited) -> r.Refund:
@@ -126,26 +108,11 @@ async def reject(deps: Deps, refund_no: str, *, reason: str, audited: Audited) -
     if not reason:
         raise InvalidInput("reason", "Say why the refund is rejected.")
     assert audited.actor_account_id is not None
-    found = await r.load(deps, refund_no)
-    if found is None or found.status != r.PENDING_APPROVAL:
-        raise _not_pending(found)
-    now = deps.clock.now()
-    async with deps.db.writing() as s:
-        moved = await s.execute(
-            update(PaymentRefund)
-            .where(col(PaymentRefund.refund_no) == refund_no, col(PaymentRefund.status) == r.PENDING_APPROVAL)
-            .values(status=r.REJECTED, approved_by=audited.actor_account_id, failure=reason[:256], updated_at=now)
-        )
-        if moved.rowcount:  # type: ignore[attr-defined]
-            await s.execute(  # the amount it held goes back to the order
-                update(PaymentOrder)
-                .where(col(PaymentOrder.order_no) == found.order_no)
-                .values(refunded_fen=col(PaymentOrder.refunded_fen) - found.amount_fen, updated_at=now)
-            )
-            await _decided(s, audited, now, "refund.rejected", found, reason=reason[:256])
-    if not moved.rowcount:  # type: ignore[attr-defined]
-        raise _not_pending(await r.load(deps, refund_no))
-    return await r.load(deps, refund_no) or found
+
+    async def decided(s: AsyncSession, at: datetime, refund: r.Refund) -> None:
+        await _decided(s, audited, at, "refund.rejected", refund, reason=reason[:256])
+
+    return await r.reject(deps, refund_no, operator_id=audited.actor_account_id, reason=reason, also=decided)
 
 
 async def resolve_item(deps: Deps, item_id: int, *, note: str, audited: Audited) -> ReconciliationItem:
