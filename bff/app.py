@@ -42,7 +42,7 @@ from datasources.channels.sandbox import SandboxChannelLogin
 from datasources.clock import SHANGHAI, Clock, SystemClock
 from datasources.credit.sandbox import SandboxCreditPlatform
 from datasources.face.sandbox import SandboxFaceVerification
-from datasources.his.billing_served import his_gateway_sandbox_app
+from datasources.his.inpatient_served import his_hospital_gateway_sandbox_app
 from datasources.his.sandbox import SandboxHIS
 from datasources.sources import Sources
 from datasources.store.audit import AuditChainBroken, AuditLog, retention_cutoff
@@ -91,7 +91,7 @@ def build_sources(settings: Settings, db: Database, clock: Clock) -> Sources:
     money = build_money_sources(settings, db, clock)
     return Sources(
         his=his, credit=SandboxCreditPlatform(db), channels=SandboxChannelLogin(db, clock),
-        billing=money.billing, wechatpay=money.wechatpay, alipay=money.alipay,
+        billing=money.billing, inpatient=money.inpatient, wechatpay=money.wechatpay, alipay=money.alipay,
         mobile_insurance=money.mobile_insurance, wechat_med_ins=money.wechat_med_ins,
         face=SandboxFaceVerification(db, clock) if settings.face_verification_mode == "sandbox" else None,
     )
@@ -326,8 +326,8 @@ def create_app(
                 await the_broker.close()
             if sources is None:
                 for source in (
-                    deps.sources.his, deps.sources.billing, deps.sources.wechatpay, deps.sources.alipay,
-                    deps.sources.mobile_insurance,
+                    deps.sources.his, deps.sources.billing, deps.sources.inpatient, deps.sources.wechatpay,
+                    deps.sources.alipay, deps.sources.mobile_insurance,
                 ):
                     close = getattr(source, "aclose", None)
                     if close is not None:
@@ -408,11 +408,14 @@ def create_app(
         )
     if settings.his.mode == "sandbox" and settings.environment == "development":
         # The HIS sandbox in the HIS gateway's wire format, for BFFs configured with his.mode = "http".
-        # The HIS and its billing, in the HIS gateway's wire format, under one mount.
+        # The HIS with its billing and inpatient department, in the HIS gateway's wire format, one mount.
         routes.append(
             Mount(
                 "/sandbox/his",
-                app=his_gateway_sandbox_app(lambda: state["deps"].sources.his, lambda: state["deps"].sources.billing),
+                app=his_hospital_gateway_sandbox_app(
+                    lambda: state["deps"].sources.his, lambda: state["deps"].sources.billing,
+                    lambda: state["deps"].sources.inpatient,
+                ),
             )
         )
     middleware = [

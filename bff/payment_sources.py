@@ -30,6 +30,7 @@ from datasources.wechatpay import contract as wx
 @dataclass(slots=True)
 class MoneySources:
     billing: Any = None
+    inpatient: Any = None
     wechatpay: Any = None
     alipay: Any = None
     # The sandboxes themselves (their back offices: the payer's "pay" button), when in sandbox mode.
@@ -39,7 +40,9 @@ class MoneySources:
     wechat_med_ins: Any = None
 
     async def aclose(self) -> None:
-        for source in (self.billing, self.wechatpay, self.alipay, self.alipay_sandbox, self.mobile_insurance):
+        for source in (
+            self.billing, self.inpatient, self.wechatpay, self.alipay, self.alipay_sandbox, self.mobile_insurance
+        ):
             close = getattr(source, "aclose", None)
             if close is not None:
                 await close()
@@ -83,10 +86,19 @@ def build_money_sources(settings: Settings, db: Database, clock: Clock) -> Money
             his.url, timeout=his.timeout_seconds, retries=his.retries, failure_threshold=his.failure_threshold,
             cooldown_seconds=his.cooldown_seconds,
         )
+        from datasources.his.inpatient_http import HttpHISInpatient
+
+        money.inpatient = HttpHISInpatient(
+            his.url, timeout=his.timeout_seconds, retries=his.retries, failure_threshold=his.failure_threshold,
+            cooldown_seconds=his.cooldown_seconds,
+        )
     else:
         from datasources.his.billing_sandbox import SandboxHISBilling
 
         money.billing = SandboxHISBilling(db, clock)
+        from datasources.his.inpatient_sandbox import SandboxHISInpatient
+
+        money.inpatient = SandboxHISInpatient(db, clock)
 
     w = settings.wechatpay
     mode = settings.payment_mode(w)

@@ -10,6 +10,7 @@ from datasources.credit.contract import CreditPlatform
 from datasources.face.contract import FaceVerification
 from datasources.his.billing import HISBilling
 from datasources.his.contract import HIS
+from datasources.his.inpatient import HISInpatient
 from datasources.mobile_insurance.contract import MobileInsurance
 from datasources.wechatpay.contract import WeChatPay
 from datasources.wechatpay.medins_contract import WeChatMedInsPay
@@ -22,6 +23,7 @@ class Sources:
     channels: ChannelLogin
     # Money: the HIS's billing, and the payment channels this hospital takes (None: not enabled).
     billing: HISBilling | None = None
+    inpatient: HISInpatient | None = None
     wechatpay: WeChatPay | None = None
     alipay: Alipay | None = None
     # Medical insurance payments: the mobile insurance platform (2.0) and WeChat Pay's med-ins orders.
