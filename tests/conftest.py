@@ -79,7 +79,8 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
             _unavailable("PostgreSQL", exc)
     db = Database(target.url, schema=target.schema, pool_size=1)
     async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+        # A fresh file or schema: no table exists, so skip the 72 existence checks (~0.2 s a test on PostgreSQL).
+        await conn.run_sync(lambda sync: metadata.create_all(sync, checkfirst=False))
     await db.dispose()
     yield target
     if target.schema:
