@@ -168,7 +168,7 @@ async def execute(deps: Deps, payments: o.Payments, refund_no: str) -> Refund:
     assert order is not None
     if refund.status not in UNDER_WAY:
         return refund
-    if order.his_receipt_no is not None and not await _his_agreed(deps, refund_no):
+    if order.settled_at is not None and not await _his_agreed(deps, refund_no):  # the HIS recorded it
         try:
             await _his_refund(deps, order, refund)
         except SourceRejected as exc:
@@ -234,17 +234,22 @@ async def _his_refund(deps: Deps, order: o.Order, refund: Refund) -> None:
     billing = deps.sources.billing
     if billing is None:
         raise SourceUnavailable("his", "billing is not configured")
-    await billing.refund(
-        b.RefundRecord(
-            reference=refund.refund_no, payment_reference=order.order_no, amount_fen=refund.amount_fen,
-            self_pay_fen=refund.self_pay_fen, insurance_fen=refund.insurance_fen, reason=refund.reason,
-            refunded_at=deps.clock.now(), bill_ids=refund.bill_ids,
-        )
+    record = b.RefundRecord(
+        reference=refund.refund_no, payment_reference=order.order_no, amount_fen=refund.amount_fen,
+        self_pay_fen=refund.self_pay_fen, insurance_fen=refund.insurance_fen, reason=refund.reason,
+        refunded_at=deps.clock.now(), bill_ids=refund.bill_ids,
     )
+    if order.purpose == o.DEPOSIT:  # out of the deposit's balance, against the top-up it came with
+        await billing.refund_deposit(
+            order.his_patient_id, order.subject["kind"], order.subject.get("admissionId"), record
+        )
+    else:
+        await billing.refund(record)
 
 
 def _his_refusal(code: str) -> str:
     return {
+        b.INSUFFICIENT_DEPOSIT: "The deposit no longer holds this much (it paid for care meanwhile).",
         b.NOT_REFUNDABLE: "Part of this was already dispensed or performed, so it cannot be refunded here.",
         b.REFUND_EXCEEDS_PAID: "The hospital has already refunded this.",
     }.get(code, "The hospital could not record this refund; please ask at the cashier.")

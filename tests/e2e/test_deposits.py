@@ -138,3 +138,46 @@ async def test_a_pay_later_visit_is_billed_afterwards_and_paid_in_the_app(
     started = (await patient.client.execute(PAY_BILLS, {"ids": [bill_id], "key": str(uuid.uuid4())}))["payBills"]
     await server.deps.sources.wechatpay.pay(started["order"]["orderNo"])
     assert (await patient.client.execute(PENDING))["me"]["pendingBills"] == []
+
+
+async def test_a_top_up_is_refunded_out_of_the_deposit_by_its_route_and_never_beyond_the_balance(
+    server: LiveServer, clock: FixedClock
+) -> None:
+    from resolvers.payments import orders, refunds
+
+    hospital = await Hospital(server.deps.db, clock).build()
+    patient = await hospital.patient(server.url)
+    started = (await patient.client.execute(
+        TOP_UP, {"patientId": patient.patient_id, "amount": 20000, "key": str(uuid.uuid4())}
+    ))["topUpDeposit"]
+    order_no = started["order"]["orderNo"]
+    await server.deps.sources.wechatpay.pay(order_no)  # type: ignore[union-attr]
+    order = await orders.load(server.deps, order_no)
+    payments = server.deps.payments
+    assert order is not None and order.status == "SETTLED" and payments is not None
+    # Part of the deposit goes back (an operator's decision): out of the balance, then through WeChat Pay.
+    done = await refunds.request(server.deps, payments, order, amount_fen=5000, reason="退预交金", cause="OPERATOR")
+    assert done.status in ("PROCESSING", "SUCCEEDED"), done
+    await server.deps.sources.wechatpay.settle_refunds()  # type: ignore[union-attr]
+    accounts = (await patient.client.execute(DEPOSITS, {"id": patient.patient_id}))["me"]["depositAccounts"]
+    assert accounts[0]["balance"]["fen"] == 15000
+    # What the deposit no longer holds cannot go back: the HIS refuses and nothing moves.
+    his_patient_id, card_no = await _his_card(server, patient.patient_id)
+    fee = b.BillItem("T001", "治疗费", "", "次", "1", 14000, 14000, "", "A")
+    bill = await SandboxHISBillingAdmin(server.deps.db).add_bill(
+        his_patient_id, card_no, department_id=hospital.department_id, doctor_id=hospital.doctor_id,
+        category=b.TREATMENT, title="治疗", items=[fee], at=clock.now(),
+    )
+    await server.deps.sources.billing.pay_bills(  # type: ignore[union-attr]
+        [bill], b.PaymentRecord(reference="P-DEPOSIT-PAID-1", channel=b.DEPOSIT, total_fen=14000, self_pay_fen=0,
+                                deposit_fen=14000)
+    )
+    fresh = await orders.load(server.deps, order_no)
+    assert fresh is not None
+    try:
+        await refunds.request(server.deps, payments, fresh, amount_fen=5000, reason="再退", cause="OPERATOR")
+    except Exception as exc:
+        assert getattr(exc, "reason", "") == b.INSUFFICIENT_DEPOSIT, exc
+    else:
+        raise AssertionError("a refund beyond the deposit's balance went through")
+    assert (await orders.load(server.deps, order_no)).refunded_fen == 5000  # type: ignore[union-attr]
