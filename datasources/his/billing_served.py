@@ -8,55 +8,18 @@ refusals keep their codes; an unavailable HIS is a 503; anything else a masked 5
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Callable
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from datasources.errors import SourceRejected, SourceUnavailable
-from datasources.his import billing_wire, wire
+from datasources.his import billing_wire
 from datasources.his.billing import HISBilling
 from datasources.his.contract import HIS
-from datasources.his.served import his_sandbox_app
-
-log = logging.getLogger(__name__)
+from datasources.his.served import his_sandbox_app, serve_methods
 
 
 def his_billing_sandbox_app(get_billing: Callable[[], HISBilling]) -> Starlette:
-    """Serves ``get_billing()`` (looked up per request, so it may be built later, in a lifespan)."""
-
-    def refuse(code: str, message: str, status: int) -> JSONResponse:
-        return JSONResponse(wire.rejection(code, message), status_code=status)
-
-    async def call(request: Request) -> JSONResponse:
-        name = request.path_params["method"]
-        method = billing_wire.METHODS.get(name)
-        if method is None:
-            return refuse(wire.UNKNOWN_METHOD, f"no HIS billing method {name!r}", 404)
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return refuse(wire.BAD_REQUEST, "the body is not valid JSON", 400)
-        try:
-            arguments = wire.decode_arguments(method, body)
-        except wire.WireError as exc:
-            return refuse(wire.BAD_REQUEST, str(exc), 400)
-        try:
-            result = await getattr(get_billing(), name)(**arguments)
-        except SourceRejected as exc:
-            return refuse(exc.code, exc.detail, 200)
-        except SourceUnavailable:
-            return refuse(wire.UNAVAILABLE, "HIS is unavailable", 503)
-        except Exception:
-            log.exception("HIS billing method %s failed", name)
-            return refuse(wire.INTERNAL, "internal error", 500)
-        return JSONResponse(wire.success(method, result))
-
-    return Starlette(routes=[Route(billing_wire.PREFIX + "{method}", call, methods=["POST"])])
+    return serve_methods(billing_wire.METHODS, billing_wire.PREFIX, get_billing, "HIS billing")
 
 
 def his_gateway_sandbox_app(get_his: Callable[[], HIS], get_billing: Callable[[], HISBilling]) -> Starlette:

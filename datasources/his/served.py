@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,17 +24,21 @@ from datasources.his.contract import HIS
 log = logging.getLogger(__name__)
 
 
-def his_sandbox_app(get_his: Callable[[], HIS]) -> Starlette:
-    """Serves ``get_his()`` (looked up per request, so it may be built later, in a lifespan)."""
+def serve_methods(
+    methods: Mapping[str, wire.Method], prefix: str, get_impl: Callable[[], Any], what: str
+) -> Starlette:
+    """Serves ``get_impl()`` (looked up per request, so it may be built later, in a lifespan) in the HIS
+    gateway's wire format: ``POST {prefix}<method>`` for each method of ``methods``. ``what`` names the
+    API in messages ("HIS", "HIS billing")."""
 
     def refuse(code: str, message: str, status: int) -> JSONResponse:
         return JSONResponse(wire.rejection(code, message), status_code=status)
 
     async def call(request: Request) -> JSONResponse:
         name = request.path_params["method"]
-        method = wire.METHODS.get(name)
+        method = methods.get(name)
         if method is None:
-            return refuse(wire.UNKNOWN_METHOD, f"no HIS method {name!r}", 404)
+            return refuse(wire.UNKNOWN_METHOD, f"no {what} method {name!r}", 404)
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -43,14 +48,18 @@ def his_sandbox_app(get_his: Callable[[], HIS]) -> Starlette:
         except wire.WireError as exc:
             return refuse(wire.BAD_REQUEST, str(exc), 400)
         try:
-            result = await getattr(get_his(), name)(**arguments)
+            result = await getattr(get_impl(), name)(**arguments)
         except SourceRejected as exc:
             return refuse(exc.code, exc.detail, 200)
         except SourceUnavailable:
             return refuse(wire.UNAVAILABLE, "HIS is unavailable", 503)
         except Exception:
-            log.exception("HIS method %s failed", name)
+            log.exception("%s method %s failed", what, name)
             return refuse(wire.INTERNAL, "internal error", 500)
         return JSONResponse(wire.success(method, result))
 
-    return Starlette(routes=[Route(wire.PREFIX + "{method}", call, methods=["POST"])])
+    return Starlette(routes=[Route(prefix + "{method}", call, methods=["POST"])])
+
+
+def his_sandbox_app(get_his: Callable[[], HIS]) -> Starlette:
+    return serve_methods(wire.METHODS, wire.PREFIX, get_his, "HIS")
